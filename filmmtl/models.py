@@ -1,0 +1,247 @@
+"""The paper's network: Johnson's encoder-decoder, instance norm and FiLM (and its plain relative).
+
+Every model here is called as ``model(x, c)``: ``x`` float images (B, 3, H, W) in [0, 1], ``c`` task
+vectors (B, n) or (n,). It returns (B, 3, H, W). The output is linear (no squashing): that is the
+project's choice, the paper is silent; metrics and pictures clamp it to [0, 1].
+
+Where the paper's parameter counts come from (width 1.0, the paper's six tasks)::
+
+    convolutions (weights + biases) of Johnson's network          1,676,035
+    + InstanceNorm2d(affine=True): 2 x 1,600 channels             + 3,200  = 1,679,235  ("johnson")
+    FiLM instead: IN without affine + Linear(6 -> 2 x 1,600)      + 22,400 = 1,698,435  ("proposed")
+
+The 1,600 modulated channels are the 15 normalised layers: 32, 64, 128, ten times 128 (the residual
+blocks), 64, 32. The last 9x9 convolution is neither normalised nor modulated.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Output channels of the 15 normalised layers at width 1.0 (the 16th convolution makes RGB).
+BASE_CHANNELS = (32, 64, 128) + (128,) * 10 + (64, 32)
+MIN_SIZE = 16
+
+
+def layer_channels(width=1.0):
+    """Channels of the 15 normalised layers for a width multiplier (1.0 = the paper)."""
+    if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
+        raise ValueError(f"width must be a positive number (1.0 = the paper's network), got {width!r}")
+    return tuple(max(1, round(c * width)) for c in BASE_CHANNELS)
+
+
+def count_parameters(model):
+    """Trainable parameters, the paper's measure of model size."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_images(x):
+    """Reject what the network cannot take, naming the expected form."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"images must be floating point in [0, 1], got dtype {x.dtype}; "
+                        "convert uint8 images with x.float() / 255")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W) with 3 RGB channels, got {tuple(x.shape)}")
+    if min(x.shape[2:]) < MIN_SIZE:
+        raise ValueError(f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape[2:])}")
+
+
+def check_task_vectors(c, n_tasks, batch):
+    """Return ``c`` as a (batch, n_tasks) float tensor, or raise a clear error."""
+    if c is None:
+        raise ValueError(f"a task vector c of length {n_tasks} is required (zeros = reconstruction)")
+    c = torch.as_tensor(c, dtype=torch.float32)
+    if c.dim() == 1:
+        c = c.unsqueeze(0).expand(batch, -1)
+    if c.dim() != 2 or c.shape[1] != n_tasks:
+        raise ValueError(f"task vectors must have shape ({n_tasks},) or (B, {n_tasks}) for this "
+                         f"{n_tasks}-task network, got {tuple(c.shape)}")
+    if c.shape[0] != batch:
+        raise ValueError(f"got {c.shape[0]} task vectors for a batch of {batch} images")
+    if not torch.isfinite(c).all():
+        raise ValueError(f"task vectors must be finite, got {c.tolist()}")
+    return c
+
+
+class ConvLayer(nn.Module):
+    """Reflection padding + convolution, after an optional nearest x2 upsampling (Johnson's decoder)."""
+
+    def __init__(self, c_in, c_out, kernel, stride=1, upsample=False):
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride)
+
+    def forward(self, x):
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv(self.pad(x))
+
+
+class Backbone(nn.Module):
+    """Johnson et al.'s encoder, 5 residual blocks and decoder, with a hook after each instance norm.
+
+    ``forward(x, normalise)`` hands the convolution output of layer i (0..14) and the layer's instance
+    norm to ``normalise(i, h, norm)``, which returns the normalised (and modulated) features: one
+    backbone serves FiLM, plain IN and the baselines' conditioning modules alike.
+    ``affine[i]`` says whether layer i's instance norm has its own learned scale and shift.
+    """
+
+    def __init__(self, width=1.0, affine=False):
+        super().__init__()
+        ch = layer_channels(width)
+        self.channels = ch
+        affine = (affine,) * 15 if isinstance(affine, bool) else tuple(affine)
+        specs = [(3, ch[0], 9, 1, False), (ch[0], ch[1], 3, 2, False), (ch[1], ch[2], 3, 2, False)]
+        specs += [(ch[i - 1], ch[i], 3, 1, False) for i in range(3, 13)]
+        specs += [(ch[12], ch[13], 3, 1, True), (ch[13], ch[14], 3, 1, True)]
+        self.convs = nn.ModuleList(ConvLayer(*s) for s in specs)
+        self.norms = nn.ModuleList(nn.InstanceNorm2d(c, affine=a) for c, a in zip(ch, affine))
+        self.last = ConvLayer(ch[14], 3, 9)
+
+    def layer(self, i, h, normalise):
+        return normalise(i, self.convs[i](h), self.norms[i])
+
+    def forward(self, x, normalise):
+        h, w = x.shape[2:]
+        # Two stride-2 convolutions: pad to a multiple of 4 so any size >= 16 comes back unchanged.
+        pad_h, pad_w = -h % 4, -w % 4
+        y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+        for i in range(3):
+            y = F.relu(self.layer(i, y, normalise))
+        for i in range(3, 13, 2):
+            y = y + self.layer(i + 1, F.relu(self.layer(i, y, normalise)), normalise)
+        for i in (13, 14):
+            y = F.relu(self.layer(i, y, normalise))
+        return self.last(y)[:, :, :h, :w]
+
+
+def plain_norm(i, h, norm):
+    return norm(h)
+
+
+def film_norm(h, gamma, beta, eps):
+    """Instance norm then FiLM in one fused call: fold the batch into channels so that each sample's
+    gamma and beta become the per-channel affine weights of ``F.instance_norm`` (as fast as plain IN)."""
+    b, c, height, width = h.shape
+    out = F.instance_norm(h.reshape(1, b * c, height, width), weight=gamma.reshape(-1),
+                          bias=beta.reshape(-1), eps=eps)
+    return out.reshape(b, c, height, width)
+
+
+class JohnsonNet(nn.Module):
+    """The plain single-task network: IN with affine, no FiLM. ``c`` is validated and then ignored."""
+
+    def __init__(self, n_tasks=6, width=1.0):
+        super().__init__()
+        self.n_tasks = n_tasks
+        self.backbone = Backbone(width, affine=True)
+
+    def forward(self, x, c):
+        check_images(x)
+        check_task_vectors(c, self.n_tasks, x.shape[0])
+        return self.backbone(x, plain_norm)
+
+
+class FiLMGenerator(nn.Module):
+    """Task vector -> (gamma, beta) for every modulated channel, through ``layers`` fully connected layers.
+
+    The paper uses one layer. Deeper generators put ReLU and ``hidden`` units between layers (a choice:
+    the paper only says "fully connected layers, after StyleGAN's mapping network"). Hidden biases start
+    at zero and the last bias at gamma = 1, beta = 0, so the zero vector gives the identity modulation
+    and the untrained network is a plain IN network.
+    """
+
+    def __init__(self, n_tasks, n_channels, layers=1, hidden=256):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"the FiLM generator needs at least 1 layer, got {layers}")
+        sizes = [n_tasks] + [hidden] * (layers - 1) + [2 * n_channels]
+        mods = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            mods.append(nn.Linear(a, b))
+            if k < layers - 1:
+                mods.append(nn.ReLU())
+        self.mlp = nn.Sequential(*mods)
+        self.n_channels = n_channels
+        with torch.no_grad():
+            for m in self.mlp:
+                if isinstance(m, nn.Linear):
+                    m.bias.zero_()
+            self.mlp[-1].bias[:n_channels] = 1.0
+
+    def forward(self, c):
+        out = self.mlp(c)
+        return out[:, :self.n_channels], out[:, self.n_channels:]
+
+
+class FiLMNet(nn.Module):
+    """The proposed network: IN without affine + FiLM after each normalised layer, one FiLM generator.
+
+    ``plain_layers`` lists layers that get a plain IN with affine instead of FiLM (EncIN: (0, 1, 2)).
+    ``film(c)`` returns the (gamma, beta) the generator makes; ``forward(x, film=...)`` takes them
+    directly, so gamma/beta can be inspected, edited or interpolated instead of task vectors.
+    """
+
+    def __init__(self, n_tasks=6, width=1.0, generator_layers=1, generator_hidden=256, plain_layers=()):
+        super().__init__()
+        self.n_tasks = n_tasks
+        self.plain_layers = tuple(sorted(plain_layers))
+        self.backbone = Backbone(width, affine=[i in self.plain_layers for i in range(15)])
+        self.film_layers = tuple(i for i in range(15) if i not in self.plain_layers)
+        widths = [self.backbone.channels[i] for i in self.film_layers]
+        self.offsets = dict(zip(self.film_layers, [sum(widths[:k]) for k in range(len(widths))]))
+        self.generator = FiLMGenerator(n_tasks, sum(widths), generator_layers, generator_hidden)
+
+    def film(self, c):
+        """(gamma, beta), each (B, modulated channels), for task vectors ``c`` of shape (n,) or (B, n)."""
+        c = torch.as_tensor(c, dtype=torch.float32)
+        c = check_task_vectors(c, self.n_tasks, c.shape[0] if c.dim() == 2 else 1)
+        return self.generator(c.to(self.generator.mlp[0].weight.device))
+
+    def film_by_layer(self, c):
+        """{layer index: (gamma, beta)} with (B, channels) tensors: how to read the modulation."""
+        gamma, beta = self.film(c)
+        return {i: self._slice(i, gamma, beta) for i in self.film_layers}
+
+    def _slice(self, i, gamma, beta):
+        start, stop = self.offsets[i], self.offsets[i] + self.backbone.channels[i]
+        return gamma[:, start:stop], beta[:, start:stop]
+
+    def forward(self, x, c=None, film=None):
+        check_images(x)
+        if film is None:
+            film = self.generator(check_task_vectors(c, self.n_tasks, x.shape[0]).to(x.device))
+        gamma, beta = film
+        if gamma.shape[0] != x.shape[0]:
+            if gamma.shape[0] != 1:
+                raise ValueError(f"got FiLM parameters for {gamma.shape[0]} samples and {x.shape[0]} images")
+            gamma, beta = gamma.expand(x.shape[0], -1), beta.expand(x.shape[0], -1)
+
+        def normalise(i, h, norm):
+            if i not in self.offsets:
+                return norm(h)
+            return film_norm(h, *self._slice(i, gamma, beta), norm.eps)
+
+        return self.backbone(x, normalise)
+
+
+BUILDERS = {
+    "proposed": lambda n_tasks, width, **kw: FiLMNet(n_tasks, width, **kw),
+    "encin": lambda n_tasks, width, **kw: FiLMNet(n_tasks, width, plain_layers=(0, 1, 2), **kw),
+    "johnson": lambda n_tasks, width, **kw: JohnsonNet(n_tasks, width, **kw),
+}
+
+
+def build(name, n_tasks=6, width=1.0, **options):
+    """Build a model by name: ``build("proposed")`` is the paper's network at the paper's size."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(BUILDERS)}")
+    if not (isinstance(n_tasks, int) and n_tasks >= 1):
+        raise ValueError(f"n_tasks must be a positive integer, got {n_tasks!r}")
+    model = BUILDERS[name](n_tasks, width, **options)
+    model.name = name
+    return model

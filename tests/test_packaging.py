@@ -1,0 +1,44 @@
+"""One package set: pyproject.toml, environment.yml and requirements.lock must agree."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+tomllib = pytest.importorskip("tomllib")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def name_of(requirement):
+    return re.split(r"[<>=!~ \[;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def pyproject_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    return {name_of(r): r for r in reqs}
+
+
+def environment_requirements():
+    deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    flat = [d for d in deps if isinstance(d, str)] + [p for d in deps if isinstance(d, dict) for p in d["pip"]]
+    out = {}
+    for d in flat:
+        if d.startswith("-e") or name_of(d) in {"python", "pip"}:
+            continue
+        out[name_of(d)] = d.replace(" ", "")
+    return out
+
+
+def test_environment_yml_lists_the_pyproject_set():
+    assert environment_requirements() == {k: v.replace(" ", "") for k, v in pyproject_requirements().items()}
+
+
+def test_lock_pins_every_declared_package():
+    lock = {name_of(line): line for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line and not line.startswith("#")}
+    missing = set(pyproject_requirements()) - set(lock)
+    assert not missing, f"requirements.lock lacks {sorted(missing)}: re-freeze it"
+    assert all("==" in line for line in lock.values())
