@@ -1,0 +1,309 @@
+"""Images with object masks: embedded VOC-like scenes (no download), Pascal SBD / VOC, style paintings.
+
+Every source ends as an ``ImageSet``: uint8 images (N, 3, H, W) and uint8 masks (N, H, W) with
+0 = background, 1..20 = object classes and 255 = void (VOC's object boundaries; ignored by IoU).
+Sets are preprocessed once into a cache folder (``$FILMMTL_CACHE``, default ``~/.cache/filmmtl``),
+so an epoch never decodes a JPEG or draws a scene.
+"""
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data as skdata
+from skimage.color import hsv2rgb
+from skimage.draw import polygon2mask
+
+VOID = 255
+# Pascal VOC's 20 classes: the embedded scenes mirror them with 20 drawn object classes.
+CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+           "train", "tvmonitor")
+PAPER_SPLITS = {"train": 8498, "test": 2857}  # SBD train.txt / val.txt
+REPO_DATA = Path(os.environ.get("FILMMTL_DATA", Path(__file__).resolve().parents[1] / "data"))
+STYLES = {"gogh": "gogh_starry_night.jpg", "munch": "munch_the_scream.jpg"}
+
+
+def cache_dir():
+    path = Path(os.environ.get("FILMMTL_CACHE", Path.home() / ".cache" / "filmmtl"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class ImageSet:
+    """A split held in memory: uint8 images (N, 3, H, W), uint8 masks (N, H, W), where they came from."""
+    images: torch.Tensor
+    masks: torch.Tensor
+    source: str
+
+    def __len__(self):
+        return len(self.images)
+
+    def batch(self, index):
+        """Float images in [0, 1] and long masks for the given indices."""
+        return self.images[index].float().div(255), self.masks[index].long()
+
+
+# ---------------------------------------------------------------- embedded scenes
+
+def _regular(n, radius=1.0, phase=0.0, sx=1.0, sy=1.0):
+    a = phase + np.arange(n) * 2 * np.pi / n
+    return np.stack([sx * radius * np.cos(a), sy * radius * np.sin(a)], 1)
+
+
+def _star(n, inner):
+    a = np.arange(2 * n) * np.pi / n - np.pi / 2
+    r = np.where(np.arange(2 * n) % 2 == 0, 1.0, inner)
+    return np.stack([r * np.cos(a), r * np.sin(a)], 1)
+
+
+def _poly(*points):
+    return np.array(points, dtype=float)
+
+
+# One silhouette per class (list of (polygon in unit coordinates, +1 add / -1 cut out)).
+SILHOUETTES = [
+    [(_star(4, 0.3), 1)],                                                        # aeroplane
+    [(_regular(32), 1), (_regular(32, 0.55), -1)],                               # bicycle: ring
+    [(_poly((-1, 0), (0, -0.5), (1, -1), (0.4, 0), (1, 1), (0, 0.5)), 1)],      # bird: swallowtail
+    [(_regular(32, sy=0.5), 1), (_poly((-1, -1), (1, -1), (1, 0), (-1, 0)), -1)],  # boat: half ellipse
+    [(_poly((-0.3, -1), (0.3, -1), (0.3, -0.4), (0.5, -0.2), (0.5, 1), (-0.5, 1), (-0.5, -0.2),
+            (-0.3, -0.4)), 1)],                                                  # bottle
+    [(_poly((-1, -0.5), (1, -0.5), (1, 0.5), (-1, 0.5)), 1)],                    # bus: long bar
+    [(_regular(6), 1)],                                                          # car: hexagon
+    [(_regular(32), 1)],                                                          # cat: disc
+    [(_poly((-0.7, -1), (-0.3, -1), (-0.3, 0.3), (0.7, 0.3), (0.7, 1), (-0.7, 1)), 1)],  # chair: L
+    [(_regular(4, phase=np.pi / 4), 1)],                                         # cow: square
+    [(_poly((-1, -0.8), (1, -0.8), (1, -0.4), (0.2, -0.4), (0.2, 1), (-0.2, 1), (-0.2, -0.4),
+            (-1, -0.4)), 1)],                                                    # diningtable: T
+    [(_regular(3, phase=-np.pi / 2), 1)],                                        # dog: triangle
+    [(_regular(5, phase=-np.pi / 2), 1)],                                        # horse: pentagon
+    [(_poly((-1, -1), (1, 1), (1, -1), (-1, 1)), 1)],                            # motorbike: bow tie
+    [(_poly((-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1),
+            (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)), 1)],   # person: cross
+    [(_star(5, 0.45), 1)],                                                       # pottedplant: star
+    [(_regular(32, sy=0.55), 1)],                                                # sheep: ellipse
+    [(_poly((-1, 0.2), (0, -1), (1, 0.2), (0.5, 0.2), (0.5, 1), (-0.5, 1), (-0.5, 0.2)), 1)],  # sofa: arrow
+    [(_regular(32), 1), (_regular(32, 0.9) + [0.55, 0], -1)],                    # train: crescent
+    [(_regular(4, sy=0.6), 1)],                                                  # tvmonitor: diamond
+]
+# Class colours: 20 hues spread over red..blue (magenta, the segmentation fill, is avoided) with
+# 4 textures (shaded, stripes, checks, dots) so that colour, texture and shape all identify a class.
+HUES = np.linspace(0.0, 0.72, 20)[np.argsort(np.arange(20) * 7 % 20)]
+TEXTURES = ("shaded", "stripes", "checks", "dots")
+BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+               "brick", "grass", "gravel", "camera", "moon", "coins")
+TRAIN_FRACTION = 0.6  # train crops come from the left 60% of each photograph, test crops from the rest
+
+
+@functools.lru_cache(maxsize=None)
+def _background(name):
+    """A scikit-image photograph (shipped in its wheel), RGB uint8, short side 256."""
+    img = getattr(skdata, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    pil = Image.fromarray(img[:, :, :3])
+    scale = 256 / min(pil.size)
+    return np.asarray(pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.BILINEAR))
+
+
+def _background_crop(rng, size, split):
+    photo = _background(BACKGROUNDS[rng.integers(len(BACKGROUNDS))])
+    h, w = photo.shape[:2]
+    x0, x1 = (0, int(w * TRAIN_FRACTION)) if split == "train" else (int(w * TRAIN_FRACTION), w)
+    side = int(rng.uniform(0.35, 0.9) * min(h, x1 - x0))
+    top, left = rng.integers(0, h - side + 1), rng.integers(x0, x1 - side + 1)
+    crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((size, size), Image.BILINEAR)
+    img = np.asarray(crop, dtype=np.float32) / 255
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    grey = img.mean(2, keepdims=True)
+    img = grey + (img - grey) * rng.uniform(0.6, 1.4)            # saturation
+    img = (img - 0.5) * rng.uniform(0.7, 1.2) + 0.5                  # contrast
+    img = img * rng.uniform(0.8, 1.2, size=3) + rng.uniform(-0.1, 0.1)  # brightness and tint
+    return np.clip(img, 0, 1)
+
+
+def _texture(cls, size, rng):
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    hue = HUES[cls]
+    light = hsv2rgb(np.array([[[hue, 0.85, 0.95]]]))[0, 0]
+    dark = hsv2rgb(np.array([[[hue, 0.9, 0.45]]]))[0, 0]
+    angle, period = rng.uniform(0, np.pi), 0.08 + 0.04 * (cls % 3)
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    kind = TEXTURES[cls % 4]
+    if kind == "shaded":
+        t = np.clip((u - u.min()) / (np.ptp(u) + 1e-6), 0, 1) * 0.7
+    elif kind == "stripes":
+        t = (u / period) % 1 < 0.5
+    elif kind == "checks":
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        t = ((u / period).astype(int) + (v / period).astype(int)) % 2 == 0
+    else:
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        t = ((u / period) % 1 - 0.5) ** 2 + ((v / period) % 1 - 0.5) ** 2 < 0.09
+    t = np.asarray(t, dtype=np.float32)[:, :, None]
+    return (light * (1 - t) + dark * t) * rng.uniform(0.85, 1.1)
+
+
+def _silhouette(cls, size, rng):
+    """Boolean mask of one randomly placed, scaled and rotated object of class ``cls``."""
+    radius = rng.uniform(0.12, 0.3) * size
+    centre = rng.uniform(0.15, 0.85, size=2) * size
+    angle = rng.uniform(-0.5, 0.5)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mask = np.zeros((size, size), bool)
+    for polygon, sign in SILHOUETTES[cls]:
+        xy = polygon @ rot.T * radius + centre
+        part = polygon2mask((size, size), xy[:, ::-1])
+        mask = mask | part if sign > 0 else mask & ~part
+    return mask
+
+
+def make_scene(index, size=64, split="train", seed=0):
+    """One scene: (uint8 image (H, W, 3), uint8 mask (H, W)); deterministic in (seed, split, index)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    image = _background_crop(rng, size, split)
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(1, 5)):  # 1 to 4 objects; later ones occlude earlier ones
+        cls = int(rng.integers(20))
+        region = _silhouette(cls, size, rng)
+        if region.sum() < 4:
+            continue
+        image[region] = np.clip(_texture(cls, size, rng)[region], 0, 1)
+        mask[region] = cls + 1
+    return (image * 255).round().astype(np.uint8), mask
+
+
+def embedded_scenes(split="train", size=64, n=None, seed=0, cache=True):
+    """The embedded default: ``n`` generated scenes (the paper's split size by default), cached once."""
+    n = PAPER_SPLITS[split] if n is None else n
+    source = f"embedded scenes ({split}, n={n}, {size}px, seed={seed})"
+    path = cache_dir() / f"scenes_{split}_{n}_{size}_{seed}.npz" if cache else None
+
+    def generate():
+        scenes = [make_scene(i, size, split, seed) for i in range(n)]
+        return np.stack([s[0] for s in scenes]).transpose(0, 3, 1, 2), np.stack([s[1] for s in scenes])
+    return _cached(path, generate, source)
+
+
+def _cached(path, make, source):
+    if path is not None and path.exists():
+        stored = np.load(path)
+        return ImageSet(torch.from_numpy(stored["images"]), torch.from_numpy(stored["masks"]), source)
+    images, masks = make()
+    if path is not None:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, masks=masks)
+        os.replace(tmp, path)  # atomic: a half-written cache is never read
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(masks), source)
+
+
+# ---------------------------------------------------------------- real data (SBD, VOC)
+
+GET_SBD = ("Download SBD (benchmark.tgz, 1.4 GB) from Hariharan et al.'s page, or pass download=True "
+           "on a machine with internet, and unpack it so that ROOT/img, ROOT/cls and ROOT/train.txt exist "
+           "(ROOT is the `root` argument or $FILMMTL_SBD_ROOT).")
+GET_VOC = ("Download VOCtrainval_11-May-2012.tar, or pass download=True on a machine with internet, and "
+           "unpack it so that ROOT/VOCdevkit/VOC2012/JPEGImages exists (ROOT is the `root` argument or "
+           "$FILMMTL_VOC_ROOT).")
+
+
+def _resize_crop(size):
+    from torchvision.transforms import v2
+    # Images bilinear, masks nearest (a tv_tensors.Mask is never interpolated across classes).
+    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+
+
+def _load_real(kind, root, split, size, download):
+    from torchvision import datasets, tv_tensors
+
+    env = {"sbd": "FILMMTL_SBD_ROOT", "voc": "FILMMTL_VOC_ROOT"}[kind]
+    root = root or os.environ.get(env)
+    if root is None:
+        raise FileNotFoundError(f"no {kind.upper()} root given: pass root=... or set ${env}. "
+                                + (GET_SBD if kind == "sbd" else GET_VOC))
+    root = Path(root)
+    image_set = {"train": "train", "test": "val"}.get(split)
+    if image_set is None:
+        raise ValueError(f"split must be 'train' or 'test' (SBD/VOC 'val'), got {split!r}")
+    if kind == "sbd":
+        needed = [root / "img", root / "cls", root / f"{image_set}.txt"]
+        make = lambda: datasets.SBDataset(root, image_set=image_set, mode="segmentation", download=download)
+    else:
+        voc = root / "VOCdevkit" / "VOC2012"
+        needed = [voc / "JPEGImages", voc / "SegmentationClass", voc / "ImageSets" / "Segmentation"
+                  / f"{image_set}.txt"]
+        make = lambda: datasets.VOCSegmentation(root, year="2012", image_set=image_set, download=download)
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing and not download:
+        raise FileNotFoundError(f"{kind.upper()} files missing under {root}: {missing}. "
+                                + (GET_SBD if kind == "sbd" else GET_VOC))
+    split_file = needed[-1]
+    if split_file.exists() and not split_file.read_text().split():
+        raise ValueError(f"split file {split_file} lists no images")
+    dataset = datasets.wrap_dataset_for_transforms_v2(make())
+    transform = _resize_crop(size)
+
+    def convert():
+        images, masks = [], []
+        for i in range(len(dataset)):
+            try:
+                image, target = dataset[i]
+            except (OSError, ValueError) as err:
+                raise OSError(f"{kind.upper()} sample {i} under {root} cannot be read ({err}); "
+                              "re-download or remove it from the split file") from err
+            mask = target if isinstance(target, tv_tensors.Mask) else target["masks"]
+            image, mask = transform(image, tv_tensors.Mask(mask))
+            images.append(image.as_subclass(torch.Tensor).to(torch.uint8).numpy())
+            masks.append(mask.as_subclass(torch.Tensor).to(torch.uint8).reshape(size, size).numpy())
+        return np.stack(images), np.stack(masks)
+
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    return _cached(cache_dir() / f"{kind}_{key}_{split}_{size}.npz", convert,
+                   f"{kind.upper()} {image_set} ({root}, {size}px)")
+
+
+def sbd(split="train", size=128, root=None, download=False):
+    """SBD masks for Pascal VOC images (the paper's data): train 8,498 / val 2,857 (our 'test')."""
+    return _load_real("sbd", root, split, size, download)
+
+
+def voc(split="train", size=128, root=None, download=False):
+    """Pascal VOC 2012 segmentation (an alternative with fewer images); 255 marks void boundaries."""
+    return _load_real("voc", root, split, size, download)
+
+
+def load_dataset(source, split, size, n=None, root=None, seed=0, download=False):
+    """One entry point: ``source`` is 'scenes', 'sbd' or 'voc'; ``n`` caps the number of images."""
+    if source == "scenes":
+        return embedded_scenes(split, size, n, seed)
+    if source not in ("sbd", "voc"):
+        raise ValueError(f"unknown data source {source!r}; choose 'scenes', 'sbd' or 'voc'")
+    data = (sbd if source == "sbd" else voc)(split, size, root, download)
+    if n is not None:
+        data = ImageSet(data.images[:n], data.masks[:n], data.source + f", first {n}")
+    return data
+
+
+def load_style(name, size=None):
+    """A style painting as a float tensor (3, H, W) in [0, 1]; ``size`` resizes the short side."""
+    if name not in STYLES:
+        raise ValueError(f"unknown style {name!r}; choose one of {sorted(STYLES)}")
+    path = REPO_DATA / "styles" / STYLES[name]
+    if not path.exists():
+        raise FileNotFoundError(f"style image {path} is missing; restore data/styles from the repository "
+                                "or point $FILMMTL_DATA at a folder holding styles/")
+    img = Image.open(path).convert("RGB")
+    if size is not None:
+        scale = size / min(img.size)
+        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
+                         Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255)
