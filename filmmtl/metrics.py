@@ -82,9 +82,9 @@ def summarise(values):
     """A split's score from per-batch lists: mean for per-image metrics, sum/sum for IoU."""
     out = {}
     for name, parts in values.items():
-        if name == "iou":
-            inter = torch.cat([p[0] for p in parts]).sum()
-            union = torch.cat([p[1] for p in parts]).sum()
+        if name.endswith("iou"):
+            inter = sum(p[0].sum() for p in parts)
+            union = sum(p[1].sum() for p in parts)
             out[name] = float(inter / union) if union > 0 else float("nan")
         else:
             out[name] = float(torch.cat(parts).mean())

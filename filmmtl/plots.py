@@ -1,0 +1,103 @@
+"""Figures the notebooks share: image grids, the task grid, loss curves, sweeps, FiLM parameter maps."""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from filmmtl.data import load_style
+from filmmtl.tasks import MIXES, TASKS, make_input, mix_teacher
+
+
+def to_numpy(image):
+    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def image_grid(rows, row_titles=None, col_titles=None, title=None, scale=1.6):
+    """Rows of images: ``rows`` is a list of (N, 3, H, W) tensors (or None for a blank panel)."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows if r is not None)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if row is not None and c < len(row) and row[c] is not None:
+                ax.imshow(to_numpy(row[c]))
+            else:
+                ax.axis("off")
+            if col_titles and r == 0 and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=8)
+        if row_titles:
+            axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_row(images, titles, title=None):
+    return image_grid([images], col_titles=titles, title=title)
+
+
+def task_grid(images, masks, space, mixes=(), stylise=None, seed=0):
+    """(input, target) of every task and mix for a few images: a column pair per task or mix.
+
+    Style tasks have no target image: the painting is shown instead. Mixes with a style part need the
+    network's own style output (``stylise(key, images)``); without it their teacher panel stays blank.
+    """
+    g = torch.Generator().manual_seed(seed)
+    jobs = list(space.keys) + list(mixes)
+    rows, titles = [[] for _ in range(len(images))], []
+    for job in jobs:
+        inputs, _ = make_input(job.split("+"), images, g)
+        has_style = any(TASKS[p].style for p in job.split("+"))
+        if job in MIXES:
+            target = mix_teacher(MIXES[job], images, masks, stylise) if (stylise or not has_style) else None
+        elif TASKS[job].style:
+            painting = load_style(TASKS[job].style, size=images.shape[-1])[:, :images.shape[-2], :images.shape[-1]]
+            target = painting.expand(len(images), -1, -1, -1)
+        else:
+            target = TASKS[job].make_target(images, masks)
+        for i in range(len(images)):
+            rows[i] += [inputs[i], None if target is None else target[i]]
+        titles += [f"{job}\ninput", "target" if job not in MIXES else "teacher (method 3)"]
+    return image_grid(rows, col_titles=titles, scale=1.3)
+
+
+def loss_curves(history, window=50):
+    """Training loss per job (moving average) from a Trainer's history."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    jobs = sorted({h["job"] for h in history if "loss" in h})
+    for job in jobs:
+        steps = np.array([h["step"] for h in history if h["job"] == job and "loss" in h])
+        values = np.array([h["loss"] for h in history if h["job"] == job and "loss" in h])
+        if len(values) >= window:
+            values = np.convolve(values, np.ones(window) / window, mode="valid")
+            steps = steps[window - 1:]
+        ax.plot(steps, values, label=job)
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("loss (moving average)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_grid(sweeps, strengths):
+    """Rows of strength sweeps ({job: (S, B, 3, H, W)}), first image of each, like the paper's Fig. 5."""
+    rows = [s[:, 0] for s in sweeps.values()]
+    return image_grid(rows, row_titles=list(sweeps), col_titles=[f"strength {s:g}" for s in strengths])
+
+
+def film_map(model, space, jobs, method="pca"):
+    """Each job's FiLM parameters (gamma and beta of all layers) projected to 2-D (PCA)."""
+    with torch.no_grad():
+        vectors = torch.stack([space.vector(j) for j in jobs])
+        gamma, beta = model.film(vectors)
+    points = torch.cat([gamma, beta], 1).double()
+    centred = points - points.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    xy = (centred @ v[:2].T).numpy()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(xy[:, 0], xy[:, 1])
+    for (x, y), job in zip(xy, jobs):
+        ax.annotate(job, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("PC 1"), ax.set_ylabel("PC 2"), ax.set_title(f"FiLM parameters per task ({method.upper()})")
+    fig.tight_layout()
+    return fig

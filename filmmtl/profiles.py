@@ -1,0 +1,56 @@
+"""Run profiles as plain data, shared by notebooks and the CLI; override any field by name.
+
+- ``smoke``: tests and CI, seconds per run.
+- ``course``: 2 CPU cores, minutes per experiment: 64x64 images and a half-width network (a quarter of
+  the paper's compute per pixel), 2,000 training scenes. The FiLM mechanism and every task are the
+  paper's; only the scale is smaller.
+- ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
+  the embedded scenes at the paper's split sizes (8,498 / 2,857).
+"""
+import copy
+import os
+
+import torch
+
+from filmmtl.tasks import PAPER_TASKS
+
+BASE = dict(
+    model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
+    data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
+    batch_size=8, steps=40000, lr=1e-3, seed=0, task_weights=None, mixed_batch=False,
+    adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
+    eval_every=2000, n_val=64, checkpoint_every=2000, device="auto", amp="auto", channels_last="auto",
+)
+PROFILES = {
+    "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=2, n_val=8,
+                  checkpoint_every=2),
+    "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=3000, eval_every=500,
+                   n_val=64, checkpoint_every=500),
+    "paper": dict(),
+}
+
+
+def resolve_profile(name="auto"):
+    """'auto' is $FILMMTL_PROFILE when set (nbval sets 'smoke'), else 'paper' on a GPU, 'course' on a CPU."""
+    if name == "auto":
+        name = os.environ.get("FILMMTL_PROFILE") or ("paper" if torch.cuda.is_available() else "course")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose 'auto' or one of {sorted(PROFILES)}")
+    return name
+
+
+def make_config(profile="auto", **overrides):
+    """The profile's settings with ``overrides`` applied (None = keep); unknown names are an error."""
+    name = resolve_profile(profile)
+    unknown = sorted(set(overrides) - set(BASE))
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; known: {sorted(BASE)}")
+    config = copy.deepcopy(BASE)
+    config.update(PROFILES[name])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["profile"] = name
+    if config["data"] == "scenes" and name == "paper" and os.environ.get("FILMMTL_SBD_ROOT"):
+        config["data"] = "sbd"
+    if config["method"] not in (1, 2, 3):
+        raise ValueError(f"method must be 1, 2 or 3 (the paper's combination methods), got {config['method']}")
+    return config

@@ -1,0 +1,281 @@
+"""The training engine: one network over a task set, single tasks and mixes, the paper's methods 1-3.
+
+Each step draws one job (a task or a mix; uniformly, as the authors do, unless ``task_weights`` says
+otherwise) for the whole batch, or with ``mixed_batch=True`` one job per sample, run in a single forward
+pass with per-sample task vectors. Methods: 1 = single tasks only (mixes only at inference);
+2 = mixes trained with L_A + L_B; 3 = mixes trained with L2 to made teacher images.
+"""
+import math
+import os
+import platform
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from filmmtl import losses, metrics
+from filmmtl.data import load_dataset
+from filmmtl.models import build, count_parameters
+from filmmtl.profiles import make_config
+from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix_teacher
+
+# Fields that fix the architecture and task set: a checkpoint must agree on all of them.
+ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "mixes", "method")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def resolve_device(name="auto"):
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Builds model, discriminators, losses, optimisers and data from one config (see ``profiles``)."""
+
+    def __init__(self, config=None, quiet=False, **overrides):
+        self.config = make_config(**overrides) if config is None else dict(config)
+        cfg = self.config
+        unknown = [m for m in cfg["mixes"] if m not in MIXES]
+        if unknown:
+            raise ValueError(f"unknown mixes {unknown}; choose from {sorted(MIXES)}")
+        self.quiet = quiet
+        self.device = resolve_device(cfg["device"])
+        self.space = TaskSpace(cfg["tasks"])
+        torch.manual_seed(cfg["seed"])
+        self.model = build(cfg["model"], n_tasks=self.space.n, width=cfg["width"],
+                           **({"generator_layers": cfg["generator_layers"]} if cfg["model"] in ("proposed", "encin")
+                              else {})).to(self.device)
+        self.discriminators = torch.nn.ModuleDict({
+            k: losses.PatchDiscriminator(width=cfg["width"]) for k in self.space
+            if "adversarial" in TASKS[k].losses and cfg["adversarial_weight"] > 0}).to(self.device)
+        self.perceptual = None
+        if any(TASKS[k].style for k in self.space):
+            self.perceptual = losses.PerceptualLoss(cfg["feature_net"]).to(self.device)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        self.d_optimiser = (torch.optim.Adam(self.discriminators.parameters(), lr=cfg["discriminator_lr"],
+                                             betas=(0.5, 0.999)) if len(self.discriminators) else None)
+        self.generator = torch.Generator().manual_seed(cfg["seed"])
+        self.jobs = list(self.space.keys) + (list(cfg["mixes"]) if cfg["method"] in (2, 3) else [])
+        weights = cfg["task_weights"] or {}
+        self.job_weights = torch.tensor([float(weights.get(j, 1.0)) for j in self.jobs])
+        self.step_count = 0
+        self.history = []
+        self.train_set = load_dataset(cfg["data"], "train", cfg["size"], cfg["n_train"], cfg["data_root"],
+                                      cfg["data_seed"])
+        self.test_set = load_dataset(cfg["data"], "test", cfg["size"], cfg["n_test"], cfg["data_root"],
+                                     cfg["data_seed"])
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if cfg["amp"] == "auto" else bool(cfg["amp"])
+        if (cfg["channels_last"] == "auto" and cuda) or cfg["channels_last"] is True:
+            self.model.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------ provenance
+
+    def provenance(self):
+        cfg = self.config
+        return {
+            "profile": cfg["profile"], "data_source": self.train_set.source,
+            "feature_net": self.perceptual.feature_net if self.perceptual else "none",
+            "fid_network": metrics.fid_network_source() or "unavailable",
+            "parameters": count_parameters(self.model), "device": str(self.device),
+            "torch": str(torch.__version__), "python": platform.python_version(),
+        }
+
+    # ------------------------------------------------------------ one step
+
+    def vector(self, job):
+        return self.space.vector(job).to(self.device)
+
+    def stylise(self, key, images):
+        """The network's own style output (no gradient): the style part of method 3's teachers."""
+        with torch.no_grad():
+            return self.model(images, self.vector(key))
+
+    def task_loss(self, key, output, images, masks, inputs=None):
+        """Task ``key``'s reconstruction-type loss (L2 or perceptual) of ``output`` for clean ``images``."""
+        task = TASKS[key]
+        if task.style:
+            return self.perceptual(output, images, task.style)
+        return F.mse_loss(output, task.make_target(images, masks))
+
+    def draw_jobs(self, batch_size):
+        if self.config["mixed_batch"]:
+            picks = torch.multinomial(self.job_weights, batch_size, replacement=True, generator=self.generator)
+        else:
+            picks = torch.multinomial(self.job_weights, 1, generator=self.generator).expand(batch_size)
+        return [self.jobs[i] for i in picks.tolist()]
+
+    def step(self):
+        """One optimisation step; returns {job: loss} for the jobs it trained."""
+        cfg = self.config
+        index = torch.randint(len(self.train_set), (cfg["batch_size"],), generator=self.generator)
+        images, masks = (t.to(self.device) for t in self.train_set.batch(index))
+        jobs = self.draw_jobs(cfg["batch_size"])
+        groups = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job, []).append(i)
+        parts = []  # (job, sample indices, inputs)
+        for job, idx in groups.items():
+            idx = torch.tensor(idx, device=self.device)
+            inputs, _ = make_input(job.split("+"), images[idx], self.generator)
+            parts.append((job, idx, inputs))
+        inputs = torch.cat([p[2] for p in parts])
+        order = torch.cat([p[1] for p in parts])
+        c = torch.stack([self.vector(job) for job, idx, _ in parts for _ in range(len(idx))])
+        images, masks = images[order], masks[order]
+        with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
+            output = self.model(inputs, c).float()
+        total, logged, start = 0.0, {}, 0
+        for job, idx, part_inputs in parts:
+            sl = slice(start, start + len(idx))
+            start += len(idx)
+            loss = self.job_loss(job, output[sl], images[sl], masks[sl], part_inputs)
+            logged[job] = loss.item()
+            total = total + loss * len(idx) / len(jobs)
+        if not math.isfinite(total.item()):
+            raise NonFiniteLoss(f"the loss became {total.item()} at step {self.step_count} on {list(logged)}; "
+                                "the run stopped and the last good checkpoint is kept. Lower lr or check "
+                                "the data")
+        self.optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimiser.step()
+        self.update_discriminators(parts, output.detach(), images, masks)
+        self.step_count += 1
+        return logged
+
+    def job_loss(self, job, output, images, masks, inputs):
+        cfg = self.config
+        if job in MIXES:
+            mix = MIXES[job]
+            if cfg["method"] == 2:
+                return method2_loss(mix, output, images, masks, self.task_loss)
+            return F.mse_loss(output, mix_teacher(mix, images, masks, self.stylise))
+        loss = self.task_loss(job, output, images, masks)
+        if job in self.discriminators:
+            w = cfg["adversarial_weight"]
+            adv = losses.generator_adversarial_loss(self.discriminators[job], inputs, output)
+            loss = (1 - w) * loss + w * adv
+        return loss
+
+    def update_discriminators(self, parts, output, images, masks):
+        if self.d_optimiser is None:
+            return
+        start, d_loss = 0, 0.0
+        for job, idx, inputs in parts:
+            sl = slice(start, start + len(idx))
+            start += len(idx)
+            if job in self.discriminators:
+                target = TASKS[job].make_target(images[sl], masks[sl])
+                d_loss = d_loss + losses.discriminator_loss(self.discriminators[job], inputs, output[sl], target)
+        if torch.is_tensor(d_loss):
+            self.d_optimiser.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_optimiser.step()
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self, steps=None, checkpoint=None):
+        """Train until ``steps`` (default: the config's) total steps; validate and checkpoint periodically."""
+        cfg = self.config
+        steps = cfg["steps"] if steps is None else steps
+        bar = tqdm(total=steps, initial=self.step_count, disable=self.quiet, desc="training")
+        while self.step_count < steps:
+            self.model.train()
+            logged = self.step()
+            self.history.extend({"step": self.step_count, "job": j, "loss": v} for j, v in logged.items())
+            bar.update(1)
+            bar.set_postfix_str(" ".join(f"{j}={v:.4f}" for j, v in logged.items()))
+            if cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
+                scores = self.evaluate(n=cfg["n_val"], fid=False)
+                self.history.append({"step": self.step_count, "job": "validation", "scores": scores})
+            if checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
+                self.save(checkpoint)
+        bar.close()
+        return self
+
+    # ------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, n=None, fid=False, batch_size=32, jobs=None):
+        """Metrics per task and mix on the test split (the first ``n`` images), inputs seeded for
+        repeatability. Also the trivial answer's scores (the degraded input itself) for comparison."""
+        from filmmtl.evaluate import evaluate
+        return evaluate(self.model, self.space, self.test_set, jobs or self.jobs + [
+            m for m in self.config["mixes"] if m not in self.jobs], self.perceptual, n=n, fid=fid,
+            batch_size=batch_size, device=self.device)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state(self):
+        return {
+            "model": self.model.state_dict(), "discriminators": self.discriminators.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "d_optimiser": self.d_optimiser.state_dict() if self.d_optimiser else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "step": self.step_count, "config": self.config, "provenance": self.provenance(),
+            "history": self.history,
+        }
+
+    def save(self, path):
+        """Write atomically: a temporary file renamed over the old one, never a half-written checkpoint."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(self.state(), tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load(self, path):
+        """Resume exactly from a checkpoint of the same architecture and task set."""
+        state = read_checkpoint(path)
+        check_compatible(state["config"], self.config, path)
+        self.model.load_state_dict(state["model"])
+        self.discriminators.load_state_dict(state["discriminators"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        if self.d_optimiser is not None and state["d_optimiser"] is not None:
+            self.d_optimiser.load_state_dict(state["d_optimiser"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step_count = state["step"]
+        self.history = list(state["history"])
+        return self
+
+
+def read_checkpoint(path):
+    """Load with ``weights_only=True``: tensors and plain data only, pickled code refused."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable filmmtl checkpoint ({type(err).__name__}: {err})") from err
+
+
+def check_compatible(saved, wanted, path="checkpoint"):
+    mismatch = {k: (saved.get(k), wanted.get(k)) for k in ARCHITECTURE if saved.get(k) != wanted.get(k)}
+    if mismatch:
+        lines = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in mismatch.items())
+        raise ValueError(f"{path} was made for another network or task set -- {lines}")
+
+
+def load_model(path, device="cpu"):
+    """A trained network from a checkpoint (full or weights-only), with its config and provenance."""
+    state = read_checkpoint(path)
+    cfg = state["config"]
+    options = {"generator_layers": cfg["generator_layers"]} if cfg["model"] in ("proposed", "encin") else {}
+    model = build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], **options)
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.to(device).eval(), cfg, state.get("provenance", {})

@@ -1,0 +1,119 @@
+"""The training engine: methods, exact resume, safe checkpoints, clear errors, CLI."""
+import json
+import warnings
+
+import pytest
+import torch
+
+from filmmtl.__main__ import main
+from filmmtl.profiles import make_config
+from filmmtl.train import NonFiniteLoss, Trainer, load_model
+
+warnings.filterwarnings("ignore", message="feature_net='auto'")
+MIXES = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
+
+
+def smoke(**overrides):
+    return Trainer(profile="smoke", quiet=True, **overrides)
+
+
+def weights(trainer):
+    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+
+def test_profiles_are_plain_data_and_overridable():
+    cfg = make_config("course", steps=7)
+    assert cfg["steps"] == 7 and cfg["size"] == 64 and cfg["profile"] == "course"
+    assert make_config("paper")["size"] == 128 and make_config("paper")["width"] == 1.0
+    with pytest.raises(ValueError, match="unknown config fields"):
+        make_config("smoke", stepz=3)
+    with pytest.raises(ValueError, match="unknown profile"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="method must be 1, 2 or 3"):
+        make_config("smoke", method=4)
+
+
+@pytest.mark.parametrize("method", [1, 2, 3])
+def test_each_method_trains_and_method_1_never_sees_mixes(method):
+    trainer = smoke(mixes=MIXES, method=method, mixed_batch=True, steps=3, eval_every=0)
+    before = weights(trainer).clone()
+    trainer.fit()
+    trained = {h["job"] for h in trainer.history if "loss" in h}
+    assert not torch.equal(before, weights(trainer))
+    assert (set(MIXES) & set(trainer.jobs)) == (set() if method == 1 else set(MIXES))
+    assert trained <= set(trainer.jobs)
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    straight = smoke(steps=4).fit()
+    first = smoke(steps=4)
+    first.fit(steps=2, checkpoint=tmp_path / "run.pt")
+    resumed = smoke(steps=4).load(tmp_path / "run.pt")
+    assert resumed.step_count == 2
+    resumed.fit()
+    assert torch.equal(weights(straight), weights(resumed))
+
+
+def test_checkpoint_for_another_network_lists_the_mismatch(tmp_path):
+    smoke(steps=1, eval_every=0).fit(checkpoint=tmp_path / "a.pt")
+    with pytest.raises(ValueError, match=r"width: checkpoint 0.25 vs requested 0.5"):
+        smoke(width=0.5).load(tmp_path / "a.pt")
+    with pytest.raises(ValueError, match="tasks"):
+        smoke(tasks=["reconstruction", "restoration"]).load(tmp_path / "a.pt")
+
+
+def test_checkpoint_refuses_pickled_code(tmp_path):
+    import argparse
+    torch.save({"model": argparse.Namespace(code="anything pickled")}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable filmmtl checkpoint"):
+        smoke().load(tmp_path / "evil.pt")
+
+
+def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = smoke(steps=1, eval_every=0).fit()
+    path = trainer.save(tmp_path / "good.pt")
+    good = path.read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as handle:
+            handle.write(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(path)
+    assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path):
+    trainer = smoke(steps=2, eval_every=0, checkpoint_every=1)
+    trainer.fit(steps=1, checkpoint=tmp_path / "run.pt")
+    good = (tmp_path / "run.pt").read_bytes()
+    with torch.no_grad():
+        trainer.model.generator.mlp[0].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint is kept"):
+        trainer.fit(checkpoint=tmp_path / "run.pt")
+    assert (tmp_path / "run.pt").read_bytes() == good
+
+
+def test_validation_history_and_load_model(tmp_path):
+    trainer = smoke(steps=2, eval_every=2).fit(checkpoint=tmp_path / "m.pt")
+    validation = [h for h in trainer.history if h["job"] == "validation"]
+    assert validation and set(validation[0]["scores"]) == set(trainer.jobs)
+    model, cfg, provenance = load_model(tmp_path / "m.pt")
+    assert cfg["profile"] == "smoke" and provenance["feature_net"] == "vgg19-imagenet"
+    assert provenance["data_source"].startswith("embedded scenes")
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "cli.pt"
+    main(["train", "--profile", "smoke", "--out", str(out), "--steps", "1", "--quiet", "--set", "eval_every=0"])
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["command"].startswith("python -m filmmtl") and sidecar["config"]["steps"] == 1
+    with pytest.raises(SystemExit, match="nothing was overwritten"):
+        main(["train", "--profile", "smoke", "--out", str(out), "--steps", "1"])
+    capsys.readouterr()
+    main(["evaluate", "--checkpoint", str(out), "--n", "4"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["scores"]["restoration"]["input_psnr"] > 15
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
