@@ -1,4 +1,4 @@
-"""Command line: ``python -m filmmtl {train,evaluate,demo,notebooks} --help``.
+"""Command line: ``python -m filmmtl {train,export,evaluate,demo,notebooks} --help``.
 
 The options are the notebooks' parameters (profile, seed, device, data, data root, output); any other
 config field of ``filmmtl.profiles`` is set with ``--set field=value`` (a Python literal).
@@ -34,9 +34,16 @@ def train(args):
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
-    overrides = dict(seed=args.seed, device=args.device, data=args.data, data_root=args.data_root,
-                     steps=args.steps, method=args.method, mixes=args.mixes, model=args.model,
-                     **parse_sets(args.set))
+    from filmmtl.profiles import RECIPES
+    overrides = {}
+    if args.recipe:
+        overrides = dict(RECIPES[args.recipe])
+        if overrides.get("base_checkpoint"):  # the base network is trained first, beside --out
+            overrides["base_checkpoint"] = str(out.parent / f"{overrides['base_checkpoint']}.pt")
+    flags = dict(seed=args.seed, device=args.device, data=args.data, data_root=args.data_root,
+                 steps=args.steps, method=args.method, mixes=args.mixes, model=args.model)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    overrides.update(parse_sets(args.set))
     trainer = Trainer(profile=args.profile, quiet=args.quiet, **overrides)
     if out.exists():
         trainer.load(out)
@@ -47,6 +54,14 @@ def train(args):
                "provenance": trainer.provenance(), "steps": trainer.step_count}
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
     print(f"saved {out} after {trainer.step_count} steps")
+
+
+def export(args):
+    """Make a shippable fp16 copy of a checkpoint (with its command) and rewrite the sha256 manifest."""
+    from filmmtl.session import export_checkpoint
+    source = Path(args.checkpoint)
+    command = json.loads(source.with_suffix(".json").read_text())["command"]
+    print(f"saved {export_checkpoint(source, args.out, command)}")
 
 
 def evaluate(args):
@@ -107,6 +122,9 @@ def main(argv=None):
     p.add_argument("--profile", default="auto", help="auto (paper on a GPU, course on a CPU), smoke, course, paper")
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json with command and config goes beside it")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out exactly")
+    p.add_argument("--recipe", help="a network of the paper's experiments (filmmtl.profiles.RECIPES): "
+                                    "proposed, method1, method2, encin, sgn, sgn_bias, single, sharedenc, "
+                                    "base_completion, base_segmentation, piggyback1, piggyback2")
     p.add_argument("--model", help="proposed (default), encin, johnson")
     p.add_argument("--method", type=int, choices=(1, 2, 3), help="combination method (paper section 3.3)")
     p.add_argument("--mixes", nargs="*", help="mixes to train, e.g. restoration+style_gogh")
@@ -119,10 +137,16 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train)
 
+    p = sub.add_parser("export", help=export.__doc__, description=export.__doc__)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train (its .json beside it)")
+    p.add_argument("--out", required=True, help="e.g. data/checkpoints/proposed.pt")
+    p.set_defaults(func=export)
+
     p = sub.add_parser("evaluate", help=evaluate.__doc__, description=evaluate.__doc__)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, help="number of test images (the profile's by default)")
-    p.add_argument("--fid", action="store_true", help="also FID for style tasks and mixes (slow on a CPU)")
+    p.add_argument("--fid", type=int, default=0, metavar="N",
+                   help="also FID on N outputs of each style task and mix (slow on a CPU; 0 = off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", choices=("scenes", "sbd", "voc"))
     p.add_argument("--data-root")

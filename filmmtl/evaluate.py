@@ -18,6 +18,19 @@ def inception():
     return metrics.InceptionFeatures()
 
 
+@functools.lru_cache(maxsize=8)
+def reference_statistics(style, n, size):
+    """Inception statistics of FID's reference set for a style (computed once per process)."""
+    reference = metrics.style_reference(style, n, size)
+    return metrics.feature_statistics(metrics.inception_features(reference, inception()))
+
+
+def fid_to_style(images, style):
+    """FID of outputs against random crops of the painting (as many as outputs; see style_reference)."""
+    stats = metrics.feature_statistics(metrics.inception_features(images, inception()))
+    return metrics.frechet_distance(*stats, *reference_statistics(style, len(images), images.shape[-1]))
+
+
 def job_inputs(job, images, seed=EVAL_SEED):
     g = torch.Generator().manual_seed(seed + sum(map(ord, job)))
     return make_input(job.split("+"), images, g)
@@ -46,8 +59,9 @@ def score_images(metrics_wanted, output, target, masks, region, perceptual, styl
 
 
 @torch.no_grad()
-def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=False, batch_size=32, device="cpu"):
-    """{job: {metric: value}} over the first ``n`` test images for each task or mix in ``jobs``."""
+def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu"):
+    """{job: {metric: value}} over the first ``n`` test images for each task or mix in ``jobs``;
+    ``fid`` > 0 adds FID on the first ``fid`` outputs of style tasks and mixes (Inception is slow on a CPU)."""
     was_training = model.training
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
@@ -76,9 +90,10 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=False, b
             values["iou"] = metrics.iou_counts(output, masks)
         scores = metrics.summarise({k: [v] for k, v in values.items()})
         if fid and style:
-            reference = metrics.style_reference(style, n, images.shape[-1])
-            scores["fid"] = metrics.fid(output, reference, inception())
-            scores["fid_network"] = inception().source
+            try:
+                scores["fid"] = fid_to_style(output[:fid], style)
+            except metrics.FIDUnavailable:  # reported as such, never a number from random weights
+                scores["fid"] = "unavailable"
         results[job] = scores
     model.train(was_training)
     return results
@@ -106,3 +121,77 @@ def sweep_distances(outputs):
 def is_monotonic(values, rising):
     pairs = list(zip(values[:-1], values[1:]))
     return all(b > a for a, b in pairs) if rising else all(b < a for a, b in pairs)
+
+
+# ---------------------------------------------------------------- Table 2
+
+COLUMNS = {"proposed": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",
+           "piggyback1": "Piggyback1", "piggyback2": "Piggyback2", "single": "Single", "sharedenc": "SharedEnc"}
+
+
+def paper_table():
+    """The paper's Table 2 as {(row, metric): {column: value or None}} (data/paper_table2.csv)."""
+    import csv
+    from filmmtl.data import REPO_DATA
+    with open(REPO_DATA / "paper_table2.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {(r["row"], r["metric"]): {"direction": r["direction"],
+                                      **{c: (float(r[c]) if r[c] else None) for c in COLUMNS.values()}}
+            for r in rows}
+
+
+def table2(results, sizes, provenance):
+    """Rows of Table 2 from {recipe: evaluate(...) output} and {recipe: parameter count}.
+
+    Our PSNR is in dB; the paper's column headed PSNR holds values between 2 and 11 that are not dB
+    (shown as printed). FID cells read "unavailable" without Inception weights, "-" where not computed.
+    """
+    metric_key = {"PSNR": "psnr", "SSIM": "ssim", "IoU": "iou", "FID": "fid"}
+    rows = []
+    for (row, metric), paper in paper_table().items():
+        entry = {"row": row, "metric": metric, "direction": paper["direction"]}
+        job = row.split("_", 1)[1]
+        for recipe, column in COLUMNS.items():
+            if metric == "parameters":
+                ours = sizes.get(recipe)
+            else:
+                ours = results.get(recipe, {}).get(job, {}).get(metric_key[metric])
+                if metric == "FID" and ours is None and recipe in results and job in results[recipe]:
+                    ours = "unavailable" if provenance.get("fid_network") == "unavailable" else "-"
+            entry[column] = ours
+            entry[column + " (paper)"] = paper[column]
+        rows.append(entry)
+    return rows
+
+
+def format_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if float(value).is_integer() and abs(value) > 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def write_table2(rows, folder, provenance):
+    """Save Table 2 as CSV and Markdown (ours, with the paper's number beside it), provenance first."""
+    import csv
+    from pathlib import Path
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    line = "provenance: " + ", ".join(f"{k}={v}" for k, v in provenance.items())
+    with open(folder / "table2.csv", "w", newline="") as f:
+        f.write(f"# {line}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    header = "| row | metric | " + " | ".join(COLUMNS.values()) + " |"
+    lines = [line, "", "Each cell: ours (paper). Our PSNR is in dB; the paper's PSNR column is shown as printed.",
+             "", header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for r in rows:
+        cells = [f"{format_cell(r[c])} ({format_cell(r[c + ' (paper)'])})" if r[c + " (paper)"] is not None
+                 else format_cell(r[c]) for c in COLUMNS.values()]
+        lines.append(f"| {r['row']} | {r['metric']} | " + " | ".join(cells) + " |")
+    (folder / "table2.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)

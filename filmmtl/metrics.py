@@ -169,13 +169,18 @@ def feature_statistics(features):
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def fid(images_a, images_b, inception, batch_size=32):
+def inception_features(images, inception, batch_size=32):
+    device = next(iter(inception.state_dict().values())).device
+    return torch.cat([inception(images[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def fid(images_a, images_b, inception):
     """FID between two sets of images (N, 3, H, W) in [0, 1]."""
-    def feats(images):
-        return torch.cat([inception(images[i:i + batch_size]).cpu() for i in range(0, len(images), batch_size)])
     if min(len(images_a), len(images_b)) < 2:
         raise ValueError("FID needs at least 2 images per set")
-    return frechet_distance(*feature_statistics(feats(images_a)), *feature_statistics(feats(images_b)))
+    return frechet_distance(*feature_statistics(inception_features(images_a, inception)),
+                            *feature_statistics(inception_features(images_b, inception)))
 
 
 def style_reference(style, n, size, seed=0):

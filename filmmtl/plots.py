@@ -85,19 +85,21 @@ def sweep_grid(sweeps, strengths):
     return image_grid(rows, row_titles=list(sweeps), col_titles=[f"strength {s:g}" for s in strengths])
 
 
-def film_map(model, space, jobs, method="pca"):
-    """Each job's FiLM parameters (gamma and beta of all layers) projected to 2-D (PCA)."""
+def film_map(model, vectors):
+    """FiLM parameters (gamma and beta of all layers) of each labelled task vector, projected on their
+    two principal directions (PCA)."""
+    labels = list(vectors)
     with torch.no_grad():
-        vectors = torch.stack([space.vector(j) for j in jobs])
-        gamma, beta = model.film(vectors)
+        gamma, beta = model.film(torch.stack([vectors[k] for k in labels]))
     points = torch.cat([gamma, beta], 1).double()
     centred = points - points.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     xy = (centred @ v[:2].T).numpy()
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(xy[:, 0], xy[:, 1])
-    for (x, y), job in zip(xy, jobs):
-        ax.annotate(job, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("PC 1"), ax.set_ylabel("PC 2"), ax.set_title(f"FiLM parameters per task ({method.upper()})")
+    for (x, y), label in zip(xy, labels):
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("principal direction 1"), ax.set_ylabel("principal direction 2")
+    ax.set_title("FiLM parameters per task vector (PCA)")
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ from filmmtl.tasks import PAPER_TASKS
 
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
+    input_skip=True, base_checkpoint=None,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, seed=0, task_weights=None, mixed_batch=False,
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
@@ -24,9 +25,30 @@ BASE = dict(
 PROFILES = {
     "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=2, n_val=8,
                   checkpoint_every=2),
-    "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=3000, eval_every=500,
+    "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=2000, eval_every=1000,
                    n_val=64, checkpoint_every=500),
     "paper": dict(),
+}
+
+
+MIX_KEYS = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
+ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
+# The networks of the paper's experiments, as config overrides (``train --recipe NAME``). The mixing
+# networks learn the six tasks and the three mixes of experiment 2 (the paper's experiment 2 used four
+# tasks; one task set for all keeps the methods and baselines comparable and the CPU budget small).
+RECIPES = {
+    "proposed": dict(method=3, mixes=MIX_KEYS),
+    "method1": dict(method=1, mixes=MIX_KEYS),
+    "method2": dict(method=2, mixes=MIX_KEYS),
+    "encin": dict(model="encin", method=3, mixes=MIX_KEYS),
+    "sgn": dict(model="sgn", method=3, mixes=MIX_KEYS),
+    "sgn_bias": dict(model="sgn_bias", method=3, mixes=MIX_KEYS),
+    "single": dict(model="single"),
+    "sharedenc": dict(model="sharedenc"),
+    "base_completion": dict(model="johnson", task_weights=ONLY("completion")),
+    "base_segmentation": dict(model="johnson", task_weights=ONLY("segmentation")),
+    "piggyback1": dict(model="piggyback", base_checkpoint="base_completion"),
+    "piggyback2": dict(model="piggyback", base_checkpoint="base_segmentation"),
 }
 
 

@@ -21,7 +21,7 @@ from filmmtl.profiles import make_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix_teacher
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
-ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "mixes", "method")
+ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "mixes", "method")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -51,9 +51,15 @@ class Trainer:
         self.device = resolve_device(cfg["device"])
         self.space = TaskSpace(cfg["tasks"])
         torch.manual_seed(cfg["seed"])
-        self.model = build(cfg["model"], n_tasks=self.space.n, width=cfg["width"],
-                           **({"generator_layers": cfg["generator_layers"]} if cfg["model"] in ("proposed", "encin")
-                              else {})).to(self.device)
+        self.model = model_from_config(cfg).to(self.device)
+        if cfg["mixes"] and cfg["method"] in (2, 3) and not getattr(self.model, "can_mix", True):
+            raise ValueError(f"{cfg['model']} runs one task at a time and cannot learn mixes; "
+                             "train it with method=1 or without mixes")
+        if cfg["model"] == "piggyback":
+            if not cfg["base_checkpoint"]:
+                raise ValueError("piggyback needs base_checkpoint: a plain 'johnson' network trained on one "
+                                 "task (the paper: completion for Piggyback1, segmentation for Piggyback2)")
+            self.model.load_base(read_checkpoint(cfg["base_checkpoint"])["model"])
         self.discriminators = torch.nn.ModuleDict({
             k: losses.PatchDiscriminator(width=cfg["width"]) for k in self.space
             if "adversarial" in TASKS[k].losses and cfg["adversarial_weight"] > 0}).to(self.device)
@@ -195,7 +201,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix_str(" ".join(f"{j}={v:.4f}" for j, v in logged.items()))
             if cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
-                scores = self.evaluate(n=cfg["n_val"], fid=False)
+                scores = self.evaluate(n=cfg["n_val"])
                 self.history.append({"step": self.step_count, "job": "validation", "scores": scores})
             if checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
                 self.save(checkpoint)
@@ -205,7 +211,7 @@ class Trainer:
     # ------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self, n=None, fid=False, batch_size=32, jobs=None):
+    def evaluate(self, n=None, fid=0, batch_size=32, jobs=None):
         """Metrics per task and mix on the test split (the first ``n`` images), inputs seeded for
         repeatability. Also the trivial answer's scores (the degraded input itself) for comparison."""
         from filmmtl.evaluate import evaluate
@@ -271,11 +277,16 @@ def check_compatible(saved, wanted, path="checkpoint"):
         raise ValueError(f"{path} was made for another network or task set -- {lines}")
 
 
+def model_from_config(cfg):
+    options = {"generator_layers": cfg["generator_layers"]} if cfg["model"] in ("proposed", "encin") else {}
+    return build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], input_skip=cfg["input_skip"],
+                 **options)
+
+
 def load_model(path, device="cpu"):
     """A trained network from a checkpoint (full or weights-only), with its config and provenance."""
     state = read_checkpoint(path)
     cfg = state["config"]
-    options = {"generator_layers": cfg["generator_layers"]} if cfg["model"] in ("proposed", "encin") else {}
-    model = build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], **options)
+    model = model_from_config(cfg)
     model.load_state_dict({k: v.float() for k, v in state["model"].items()})
     return model.to(device).eval(), cfg, state.get("provenance", {})

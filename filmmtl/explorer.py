@@ -1,0 +1,122 @@
+"""A live task-vector explorer: one slider per task and one for a mix, the output and its FiLM parameters.
+
+Core widgets only (FloatSlider, Dropdown, FileUpload, Image, HBox/VBox), so it runs in JupyterLab and
+Colab. Each change re-runs the network once and writes PNG bytes into fixed-size ``widgets.Image``
+(no matplotlib redraw); sliders use ``continuous_update=False``. Without a frontend (papermill, nbval;
+``$FILMMTL_HEADLESS``) the notebook draws ``static_grid`` instead: the same ``render`` over fixed vectors.
+"""
+import io
+import os
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from PIL import Image
+
+from filmmtl.plots import image_grid
+
+
+def headless():
+    return os.environ.get("FILMMTL_HEADLESS") == "1"
+
+
+def png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_png(image, display_size):
+    array = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return png(np.asarray(Image.fromarray(array).resize((display_size, display_size), Image.NEAREST)))
+
+
+def film_png(gamma, beta, width=40):
+    """gamma (top, blue < 1 < red) and beta (bottom, blue < 0 < red) of every channel as a colour map."""
+    def tiles(values, centre, spread):
+        v = values.flatten().cpu().numpy()
+        v = np.pad(v, (0, -len(v) % width)).reshape(-1, width)
+        t = np.clip((v - centre) / spread, -1, 1)
+        rgb = np.stack([1 + np.minimum(t, 0), 1 - np.abs(t), 1 - np.maximum(t, 0)], -1)
+        return (rgb * 255).astype(np.uint8)
+    gap = np.full((2, width, 3), 255, np.uint8)
+    grid = np.concatenate([tiles(gamma, 1.0, 1.0), gap, tiles(beta, 0.0, 1.0)])
+    return png(np.kron(grid, np.ones((5, 5, 1), np.uint8)))
+
+
+def upload_to_tensor(upload_value, size):
+    """The first uploaded file (ipywidgets 8 FileUpload value) as a (3, size, size) tensor in [0, 1]."""
+    if not upload_value:
+        return None
+    content = upload_value[0]["content"]
+    img = Image.open(io.BytesIO(bytes(content))).convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+
+
+class Explorer:
+    """Sliders -> task vector -> output image and FiLM parameters, for chosen or uploaded images."""
+
+    def __init__(self, model, space, images, mixes=(), display_size=192):
+        self.model, self.space, self.images = model.eval(), space, images
+        self.display_size = display_size
+        self.sliders = {k: widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=k,
+                                               continuous_update=False) for k in space.keys[1:]}
+        self.mix = widgets.Dropdown(options=["(no mix)"] + list(mixes), description="mix")
+        self.mix_strength = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="mix strength",
+                                                continuous_update=False)
+        self.image_choice = widgets.Dropdown(options=list(range(len(images))), description="test image")
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="your image")
+        self.input_view = widgets.Image(format="png", width=display_size, height=display_size)
+        self.output_view = widgets.Image(format="png", width=display_size, height=display_size)
+        self.film_view = widgets.Image(format="png")
+        self.uploaded = None
+        for w in [*self.sliders.values(), self.mix, self.mix_strength, self.image_choice]:
+            w.observe(self.update, names="value")
+        self.upload.observe(self.on_upload, names="value")
+        self.update()
+
+    def vector(self):
+        """The task vector the widgets describe: slider strengths, plus the mix's tasks at its strength."""
+        c = torch.tensor([0.0] + [s.value for s in self.sliders.values()])
+        if self.mix.value != "(no mix)":
+            c = torch.maximum(c, self.mix_strength.value * self.space.vector(self.mix.value))
+        return c
+
+    def current_image(self):
+        return self.uploaded if self.uploaded is not None else self.images[self.image_choice.value]
+
+    @torch.no_grad()
+    def render(self, image, c):
+        """The network's output for one image and one task vector (what every view shows)."""
+        device = next(self.model.parameters()).device
+        return self.model(image[None].to(device), c.to(device))[0].float().clamp(0, 1).cpu()
+
+    def on_upload(self, change):
+        self.uploaded = upload_to_tensor(change["new"], self.images.shape[-1])
+        self.update()
+
+    def update(self, change=None):
+        image, c = self.current_image(), self.vector()
+        self.input_view.value = image_png(image, self.display_size)
+        self.output_view.value = image_png(self.render(image, c), self.display_size)
+        if hasattr(self.model, "film"):
+            with torch.no_grad():
+                gamma, beta = self.model.film(c)
+            self.film_view.value = film_png(gamma, beta)
+
+    def widget(self):
+        controls = widgets.VBox([self.image_choice, self.upload, *self.sliders.values(), self.mix,
+                                 self.mix_strength])
+        views = widgets.VBox([widgets.HBox([self.input_view, self.output_view]),
+                              widgets.Label("FiLM gamma (top) and beta (bottom) of all channels"), self.film_view])
+        return widgets.HBox([controls, views])
+
+    def static_grid(self, image_index=0, strengths=(0.0, 0.25, 0.5, 0.75, 1.0), jobs=None):
+        """What the sliders would show, drawn once: one row per task or mix, one column per strength."""
+        jobs = jobs or list(self.space.keys[1:]) + [m for m in self.mix.options if m != "(no mix)"]
+        image = self.images[image_index]
+        rows = [torch.stack([self.render(image, s * self.space.vector(job)) for s in strengths]) for job in jobs]
+        return image_grid(rows, row_titles=jobs, col_titles=[f"strength {s:g}" for s in strengths])

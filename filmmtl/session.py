@@ -1,0 +1,143 @@
+"""What a notebook's parameters cell resolves to: profile, device, output folder and checkpoint policy.
+
+``Session.network(recipe)`` returns a trained network: the shipped course-profile checkpoint from
+``data/checkpoints`` when the profile is ``course`` and ``retrain`` is False (checked against the sha256
+manifest), else a network trained here by the same ``Trainer`` the CLI uses (``smoke``: seconds).
+With ``retrain=True`` in the course profile the shipped checkpoint is remade.
+"""
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from filmmtl.data import REPO_DATA, load_dataset
+from filmmtl.profiles import RECIPES, make_config
+from filmmtl.train import Trainer, load_model, read_checkpoint, resolve_device
+
+SHIPPED = REPO_DATA / "checkpoints"
+MANIFEST = SHIPPED / "MANIFEST.sha256"
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_checkpoint(source, target, command):
+    """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
+    command that made it; then the sha256 manifest is rewritten."""
+    state = read_checkpoint(source)
+    small = {"model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
+             "config": state["config"], "provenance": state["provenance"], "step": state["step"],
+             "history": state["history"], "command": command}
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save(small, tmp)
+    os.replace(tmp, target)
+    target.with_suffix(".json").write_text(json.dumps(
+        {"command": command, "config": state["config"], "provenance": state["provenance"],
+         "steps": state["step"]}, indent=1))
+    write_manifest(target.parent)
+    return target
+
+
+def write_manifest(folder):
+    lines = [f"{sha256(p)}  {p.name}" for p in sorted(Path(folder).glob("*.pt"))]
+    (Path(folder) / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+
+
+def verify(path):
+    """Refuse a shipped checkpoint whose bytes are not the ones the manifest lists."""
+    listed = dict(reversed(line.split("  ")) for line in MANIFEST.read_text().split("\n") if line)
+    if listed.get(path.name) != sha256(path):
+        raise ValueError(f"{path} does not match {MANIFEST}: re-clone data/checkpoints or retrain=True")
+
+
+class Session:
+    """One notebook run: resolved parameters plus the networks it needs."""
+
+    def __init__(self, profile="auto", seed=0, device="auto", data="scenes", data_root=None,
+                 retrain=False, output_dir="results", quiet=True):
+        self.config = make_config(profile, seed=seed, device=device, data=data, data_root=data_root)
+        self.profile = self.config["profile"]
+        self.device = resolve_device(device)
+        self.retrain = retrain
+        self.quiet = quiet
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._trained = {}   # recipe -> (model, config, provenance, history)
+        self._trainers = {}  # recipe -> Trainer, for networks trained in this session
+        self._perceptual = {}
+
+    def __repr__(self):
+        return (f"Session(profile={self.profile!r}, device={str(self.device)!r}, size={self.config['size']}, "
+                f"width={self.config['width']}, data={self.config['data']!r}, retrain={self.retrain})")
+
+    def test_set(self, n=None):
+        cfg = self.config
+        return load_dataset(cfg["data"], "test", cfg["size"], n or cfg["n_test"], cfg["data_root"],
+                            cfg["data_seed"])
+
+    def shipped(self, recipe):
+        return SHIPPED / f"{recipe}.pt"
+
+    def network(self, recipe):
+        """(model, config, provenance, history) for a recipe of ``profiles.RECIPES``."""
+        if recipe in self._trained:
+            return self._trained[recipe]
+        path = self.shipped(recipe)
+        if self.profile == "course" and not self.retrain and path.exists():
+            verify(path)
+            model, cfg, provenance = load_model(path, self.device)
+            result = (model, cfg, provenance, read_checkpoint(path)["history"])
+        else:
+            result = self._train(recipe)
+        self._trained[recipe] = result
+        return result
+
+    def _train(self, recipe):
+        overrides = dict(RECIPES[recipe])
+        base = overrides.get("base_checkpoint")
+        workdir = Path(tempfile.mkdtemp(prefix="filmmtl-"))
+        if base:
+            self.network(base)
+            overrides["base_checkpoint"] = str(workdir / f"{base}.pt")
+            if base in self._trainers:
+                self._trainers[base].save(overrides["base_checkpoint"])
+            else:  # the shipped base: its fp16 weights serve as the frozen base
+                overrides["base_checkpoint"] = str(self.shipped(base))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            trainer = Trainer({**self.config, **overrides}, quiet=self.quiet)
+        trainer.fit()
+        self._trainers[recipe] = trainer
+        if self.profile == "course" and self.retrain:
+            source = trainer.save(workdir / f"{recipe}.pt")
+            command = f"python -m filmmtl train --recipe {recipe} --profile course --out runs/{recipe}.pt"
+            export_checkpoint(source, self.shipped(recipe), command)
+        trainer.model.eval()
+        return trainer.model, trainer.config, trainer.provenance(), trainer.history
+
+    def perceptual(self, feature_net):
+        """The perceptual network of a trained config (for Gram-distance scores), built once."""
+        from filmmtl.losses import PerceptualLoss
+        if feature_net not in self._perceptual:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._perceptual[feature_net] = PerceptualLoss(feature_net).to(self.device)
+        return self._perceptual[feature_net]
+
+    def save_figure(self, fig, name):
+        path = self.output_dir / f"{name}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        return path
+
+    def save_text(self, text, name):
+        path = self.output_dir / name
+        path.write_text(text)
+        return path
+
