@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Jupyter kernels and nbval find the venv's python first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test bench clean-venv
 
@@ -14,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m filmmtl demo
+	$(PY) -m filmmtl notebooks --out results
 
 test: $(STAMP)
 	$(PY) -m pytest -q

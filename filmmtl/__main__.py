@@ -34,10 +34,10 @@ def train(args):
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
-    from filmmtl.profiles import RECIPES
+    from filmmtl.profiles import make_config, recipe_overrides
     overrides = {}
     if args.recipe:
-        overrides = dict(RECIPES[args.recipe])
+        overrides = recipe_overrides(args.recipe, make_config(args.profile))
         if overrides.get("base_checkpoint"):  # the base network is trained first, beside --out
             overrides["base_checkpoint"] = str(out.parent / f"{overrides['base_checkpoint']}.pt")
     flags = dict(seed=args.seed, device=args.device, data=args.data, data_root=args.data_root,
@@ -123,8 +123,9 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json with command and config goes beside it")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out exactly")
     p.add_argument("--recipe", help="a network of the paper's experiments (filmmtl.profiles.RECIPES): "
-                                    "proposed, method1, method2, encin, sgn, sgn_bias, single, sharedenc, "
-                                    "base_completion, base_segmentation, piggyback1, piggyback2")
+                                    "proposed, proposed_compared, method1, method2, encin, sgn, sgn_bias, "
+                                    "single, sharedenc, base_completion, base_segmentation, piggyback1, "
+                                    "piggyback2")
     p.add_argument("--model", help="proposed (default), encin, johnson")
     p.add_argument("--method", type=int, choices=(1, 2, 3), help="combination method (paper section 3.3)")
     p.add_argument("--mixes", nargs="*", help="mixes to train, e.g. restoration+style_gogh")

@@ -125,7 +125,7 @@ def is_monotonic(values, rising):
 
 # ---------------------------------------------------------------- Table 2
 
-COLUMNS = {"proposed": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",
+COLUMNS = {"proposed_compared": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",
            "piggyback1": "Piggyback1", "piggyback2": "Piggyback2", "single": "Single", "sharedenc": "SharedEnc"}
 
 

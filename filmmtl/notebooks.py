@@ -37,6 +37,7 @@ def run_all(profile="auto", out="results", only=None, kernel="python3"):
     import papermill
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    os.environ["FILMMTL_HEADLESS"] = "1"  # no frontend: the explorer draws its static grid
     timings = []
     for path in notebook_paths(only):
         start = time.time()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from filmmtl.data import REPO_DATA, load_dataset
-from filmmtl.profiles import RECIPES, make_config
+from filmmtl.profiles import make_config, recipe_overrides
 from filmmtl.train import Trainer, load_model, read_checkpoint, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
@@ -67,7 +67,7 @@ class Session:
         self.device = resolve_device(device)
         self.retrain = retrain
         self.quiet = quiet
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(os.environ.get("FILMMTL_OUTPUT") or output_dir)  # tests redirect it
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._trained = {}   # recipe -> (model, config, provenance, history)
         self._trainers = {}  # recipe -> Trainer, for networks trained in this session
@@ -100,7 +100,7 @@ class Session:
         return result
 
     def _train(self, recipe):
-        overrides = dict(RECIPES[recipe])
+        overrides = recipe_overrides(recipe, self.config)
         base = overrides.get("base_checkpoint")
         workdir = Path(tempfile.mkdtemp(prefix="filmmtl-"))
         if base:

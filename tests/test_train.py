@@ -117,3 +117,15 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert report["scores"]["restoration"]["input_psnr"] > 15
     with pytest.raises(SystemExit):
         main(["train", "--help"])
+
+
+def test_recipes_resolve_comparison_steps_and_piggyback_needs_a_base():
+    from filmmtl.profiles import recipe_overrides
+    assert recipe_overrides("sgn", make_config("course"))["steps"] == 1000
+    assert "steps" not in recipe_overrides("proposed", make_config("course"))
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_overrides("resnet", make_config("smoke"))
+    with pytest.raises(ValueError, match="base_checkpoint"):
+        smoke(model="piggyback")
+    with pytest.raises(ValueError, match="cannot learn mixes"):
+        smoke(model="single", mixes=MIXES, method=3)

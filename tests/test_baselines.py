@@ -1,0 +1,84 @@
+"""Table 2's baselines: exact sizes, task routing, Piggyback's masks, and the evaluation harness."""
+import pytest
+import torch
+
+from filmmtl.baselines import MASK_THRESHOLD, PiggybackNet
+from filmmtl.evaluate import COLUMNS, paper_table, table2, write_table2
+from filmmtl.models import build, count_parameters
+from filmmtl.profiles import RECIPES
+
+PAPER_SIZES = {"proposed": 1_698_435, "encin": 1_695_747, "sgn": 1_765_363, "sgn_bias": 1_902_243,
+               "piggyback": 1_688_835, "single": 10_075_410, "sharedenc": 9_572_370, "johnson": 1_679_235}
+
+
+@pytest.mark.parametrize("name", list(PAPER_SIZES))
+def test_the_eight_paper_sizes_are_exact(name):
+    assert count_parameters(build(name, n_tasks=6)) == PAPER_SIZES[name]
+
+
+def test_paper_table_sizes_agree_with_ours():
+    sizes = paper_table()[("model_size", "parameters")]
+    for recipe, column in COLUMNS.items():
+        assert sizes[column] == PAPER_SIZES[RECIPES[recipe].get("model", "proposed")]
+
+
+@pytest.mark.parametrize("name", ["sgn", "sgn_bias", "single", "sharedenc", "piggyback"])
+def test_per_sample_tasks_equal_separate_runs(name):
+    model = build(name, width=0.25)
+    x = torch.rand(4, 3, 24, 24)
+    c = torch.zeros(4, 6)
+    c[1, 2] = c[2, 4] = c[3, 2] = 1
+    with torch.no_grad():
+        together = model(x, c)
+        apart = torch.cat([model(x[i:i + 1], c[i]) for i in range(4)])
+    assert torch.allclose(together, apart, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["single", "sharedenc", "piggyback"])
+def test_networks_that_cannot_mix_say_so(name):
+    model = build(name, width=0.25)
+    with pytest.raises(ValueError, match="one task at a time"):
+        model(torch.rand(1, 3, 16, 16), torch.tensor([0, 0, 1.0, 0, 1.0, 0]))
+    with pytest.raises(ValueError, match="one task at a time"):
+        model(torch.rand(1, 3, 16, 16), torch.tensor([0, 0, 0.5, 0, 0, 0]))
+
+
+def test_sharedenc_shares_only_the_encoder():
+    model = build("sharedenc", width=0.25)
+    assert model.nets[0].convs[0] is model.nets[5].convs[0] and model.nets[0].norms[2] is model.nets[3].norms[2]
+    assert model.nets[0].convs[3] is not model.nets[1].convs[3]
+
+
+def test_piggyback_starts_as_its_base_and_trains_only_masks_and_scales():
+    base = build("johnson", width=0.25)
+    with torch.no_grad():
+        for norm in base.backbone.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
+    piggy = PiggybackNet(6, width=0.25)
+    piggy.load_base(base.state_dict())
+    x = torch.rand(2, 3, 20, 20)
+    c = torch.eye(6)[[1, 3]]
+    assert torch.allclose(piggy(x, c), base(x, c), atol=1e-5)  # masks start all on (1e-2 > 5e-3)
+    piggy(x, c).square().mean().backward()
+    assert all(p.grad is None for p in piggy.backbone.parameters())
+    assert piggy.scales.grad[1].abs().sum() > 0 and piggy.scales.grad[0].abs().sum() == 0
+    n = len(piggy.mask_names)
+    assert piggy.masks[n].grad.abs().sum() > 0 and piggy.masks[0].grad is None
+    with torch.no_grad():
+        piggy.masks[n].fill_(MASK_THRESHOLD / 2)  # task 1's first mask off: that conv's weights vanish
+    assert not torch.allclose(piggy(x, c)[0], base(x, c)[0], atol=1e-3)
+
+
+def test_table2_has_every_paper_row_and_both_numbers(tmp_path):
+    results = {r: {"reconstruction": {"psnr": 30.0, "ssim": 0.9}, "style_gogh": {"gram": 1.0}} for r in COLUMNS}
+    results["proposed"]["style_gogh"]["fid"] = 123.4
+    rows = table2(results, {r: 1000 + i for i, r in enumerate(COLUMNS)}, {"fid_network": "unavailable"})
+    assert len(rows) == len(paper_table()) == 18
+    recon = rows[0]
+    assert recon["row"] == "task0_reconstruction" and recon["Proposed"] == 30.0 and recon["Proposed (paper)"] == 8.514
+    gogh = next(r for r in rows if r["row"] == "task4_style_gogh")
+    assert gogh["Proposed"] == 123.4 and gogh["EncIN"] == "unavailable"
+    text = write_table2(rows, tmp_path, {"profile": "smoke", "fid_network": "unavailable"})
+    assert text.startswith("provenance: profile=smoke") and "30 (8.514)" in text
+    assert (tmp_path / "table2.csv").read_text().startswith("# provenance: profile=smoke")

@@ -1,0 +1,78 @@
+"""The interactive explorer driven headlessly, and the notebooks' checkpoint policy."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from filmmtl import session as session_module
+from filmmtl.explorer import Explorer, image_png
+from filmmtl.models import build
+from filmmtl.tasks import TaskSpace
+
+
+@pytest.fixture
+def explorer():
+    torch.manual_seed(0)
+    model = build("proposed", width=0.25)
+    with torch.no_grad():
+        model.generator.mlp[0].weight.normal_(0, 0.5)
+    images = torch.rand(3, 3, 32, 32)
+    return Explorer(model, TaskSpace(), images, mixes=["restoration+style_gogh"], display_size=32)
+
+
+def decode(png_bytes):
+    return np.asarray(Image.open(io.BytesIO(png_bytes)))
+
+
+def test_moving_a_slider_updates_the_image_with_the_models_output(explorer):
+    before = explorer.output_view.value
+    explorer.sliders["style_gogh"].value = 0.75
+    explorer.image_choice.value = 2
+    c = torch.tensor([0, 0, 0, 0, 0.75, 0])
+    assert torch.equal(explorer.vector(), c)
+    with torch.no_grad():
+        expected = explorer.model(explorer.images[2:3], c)[0].clamp(0, 1)
+    assert explorer.output_view.value != before
+    assert np.array_equal(decode(explorer.output_view.value), decode(image_png(expected, 32)))
+
+
+def test_mix_slider_adds_the_mixed_vector_and_film_view_changes(explorer):
+    film_before = explorer.film_view.value
+    explorer.mix.value = "restoration+style_gogh"
+    explorer.mix_strength.value = 0.5
+    assert explorer.vector().tolist() == [0, 0, 0.5, 0, 0.5, 0]
+    assert explorer.film_view.value != film_before
+
+
+def test_upload_replaces_the_test_image(explorer):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(buffer, format="PNG")
+    explorer.on_upload({"new": ({"name": "mine.png", "content": memoryview(buffer.getvalue())},)})
+    assert explorer.uploaded.shape == (3, 32, 32)
+    assert decode(explorer.input_view.value).mean() == pytest.approx(200, abs=1)
+
+
+def test_static_grid_has_a_row_per_task_and_mix(explorer):
+    fig = explorer.static_grid(strengths=(0.0, 1.0))
+    assert len(fig.axes) == (5 + 1) * 2
+
+
+def test_export_writes_fp16_and_manifest_and_session_verifies(tmp_path, monkeypatch):
+    from filmmtl.train import Trainer
+    trainer = Trainer(profile="smoke", quiet=True, steps=1, eval_every=0).fit()
+    source = trainer.save(tmp_path / "run.pt")
+    shipped = tmp_path / "shipped"
+    target = session_module.export_checkpoint(source, shipped / "proposed.pt", "python -m filmmtl train ...")
+    state = torch.load(target, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    monkeypatch.setattr(session_module, "SHIPPED", shipped)
+    monkeypatch.setattr(session_module, "MANIFEST", shipped / "MANIFEST.sha256")
+    course = session_module.Session("course", output_dir=tmp_path / "out")
+    course.config.update(n_test=4)
+    model, cfg, provenance, history = course.network("proposed")
+    assert cfg["profile"] == "smoke" and history == trainer.history  # the shipped file, not a new training
+    target.write_bytes(target.read_bytes() + b"tampered")
+    with pytest.raises(ValueError, match="does not match"):
+        session_module.Session("course", output_dir=tmp_path / "out").network("proposed")
