@@ -72,7 +72,7 @@ def test_piggyback_starts_as_its_base_and_trains_only_masks_and_scales():
 
 def test_table2_has_every_paper_row_and_both_numbers(tmp_path):
     results = {r: {"reconstruction": {"psnr": 30.0, "ssim": 0.9}, "style_gogh": {"gram": 1.0}} for r in COLUMNS}
-    results["proposed"]["style_gogh"]["fid"] = 123.4
+    results["proposed_compared"]["style_gogh"]["fid"] = 123.4
     rows = table2(results, {r: 1000 + i for i, r in enumerate(COLUMNS)}, {"fid_network": "unavailable"})
     assert len(rows) == len(paper_table()) == 18
     recon = rows[0]

@@ -76,3 +76,20 @@ def test_export_writes_fp16_and_manifest_and_session_verifies(tmp_path, monkeypa
     target.write_bytes(target.read_bytes() + b"tampered")
     with pytest.raises(ValueError, match="does not match"):
         session_module.Session("course", output_dir=tmp_path / "out").network("proposed")
+
+
+def test_exported_piggyback_keeps_its_binary_masks(tmp_path):
+    from filmmtl.train import Trainer, load_model
+    base = Trainer(profile="smoke", quiet=True, model="johnson", steps=1).fit()
+    base.save(tmp_path / "base.pt")
+    piggy = Trainer(profile="smoke", quiet=True, model="piggyback", base_checkpoint=str(tmp_path / "base.pt"), steps=2)
+    with torch.no_grad():
+        piggy.model.masks[0].uniform_(0.0, 0.01)  # scores on both sides of the threshold
+    source = piggy.fit().save(tmp_path / "piggy.pt")
+    target = session_module.export_checkpoint(source, tmp_path / "shipped" / "piggy.pt", "test")
+    shipped, _, _ = load_model(target)
+    x = torch.rand(2, 3, 32, 32)
+    c = torch.eye(6)[[0, 3]]
+    with torch.no_grad():
+        assert torch.allclose(shipped(x, c), piggy.model.eval()(x, c), atol=2e-2)
+    assert set(torch.load(target, weights_only=True)["model"]["masks.0"].unique().tolist()) <= {0.0, 1.0}
