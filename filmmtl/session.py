@@ -29,13 +29,13 @@ def sha256(path):
 def export_checkpoint(source, target, command):
     """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
     command that made it; then the sha256 manifest is rewritten. Piggyback's real-valued mask scores are
-    stored as the binary masks inference uses (fp16 rounding near the threshold could flip them)."""
+    stored as the binary masks inference uses (fp16 rounding near the threshold could flip them), as bool."""
     from filmmtl.baselines import MASK_THRESHOLD
     state = read_checkpoint(source)
 
     def shrink(key, value):
         if key.startswith("masks."):
-            value = (value > MASK_THRESHOLD).float()
+            return value > MASK_THRESHOLD  # bool: one byte per weight
         return value.half() if value.is_floating_point() else value
     small = {"model": {k: shrink(k, v) for k, v in state["model"].items()},
              "config": state["config"], "provenance": state["provenance"], "step": state["step"],
