@@ -106,7 +106,7 @@ class Trainer:
         with torch.no_grad():
             return self.model(images, self.vector(key))
 
-    def task_loss(self, key, output, images, masks, inputs=None):
+    def task_loss(self, key, output, images, masks):
         """Task ``key``'s reconstruction-type loss (L2 or perceptual) of ``output`` for clean ``images``."""
         task = TASKS[key]
         if task.style:
