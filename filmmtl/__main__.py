@@ -65,9 +65,10 @@ def export(args):
 
 
 def evaluate(args):
-    """Metrics of a checkpoint on the test split, per task and mix, as JSON."""
+    """Metrics of a checkpoint on the test split, per task and mix, and the quality bars, as JSON."""
+    import torch
     from filmmtl.data import load_dataset
-    from filmmtl.evaluate import evaluate as run_evaluation
+    from filmmtl.evaluate import evaluate as run_evaluation, quality_bars, strength_bars
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS, TaskSpace
     from filmmtl.train import load_model, resolve_device
@@ -77,10 +78,13 @@ def evaluate(args):
     test = load_dataset(args.data or cfg["data"], "test", cfg["size"], args.n or cfg["n_test"],
                         args.data_root or cfg["data_root"], cfg["data_seed"])
     perceptual = PerceptualLoss(cfg["feature_net"]).to(device) if any(TASKS[k].style for k in space) else None
-    scores = run_evaluation(model, space, test, list(space.keys) + list(cfg["mixes"]), perceptual,
-                            fid=args.fid, device=device)
+    jobs = list(space.keys) + list(cfg["mixes"])
+    scores = run_evaluation(model, space, test, jobs, perceptual, fid=args.fid, device=device)
+    images = test.batch(torch.arange(len(test)))[0]
+    bars = quality_bars(scores) + strength_bars(model, space, images, jobs[1:])
     report = {"checkpoint": str(args.checkpoint), "provenance": dict(provenance, data_source=test.source,
-              feature_net=perceptual.feature_net if perceptual else "none"), "scores": scores}
+              feature_net=perceptual.feature_net if perceptual else "none"), "scores": scores,
+              "quality_bars": bars}
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text)

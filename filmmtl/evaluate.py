@@ -123,6 +123,42 @@ def is_monotonic(values, rising):
     return all(b > a for a, b in pairs) if rising else all(b < a for a, b in pairs)
 
 
+# The training engine issue's quality bars for one network (course profile): (job, description, value
+# from the job's scores, threshold, True when the value must be at least the threshold).
+QUALITY_BARS = (
+    ("reconstruction", "PSNR (dB)", lambda s: s["psnr"], 28.0, True),
+    ("completion", "hole PSNR gain over the unfilled input (dB)", lambda s: s["hole_psnr"] - s["input_hole_psnr"],
+     3.0, True),
+    ("restoration", "PSNR gain over the degraded input (dB)", lambda s: s["psnr"] - s["input_psnr"], 5.0, True),
+    ("segmentation", "IoU", lambda s: s["iou"], 0.8, True),
+    ("style_gogh", "Gram distance / the input's", lambda s: s["gram"] / s["input_gram"], 0.5, False),
+    ("style_munch", "Gram distance / the input's", lambda s: s["gram"] / s["input_gram"], 0.5, False),
+)
+
+
+def quality_bars(scores):
+    """Each quality bar whose task was evaluated: {job, bar, value, threshold, holds}."""
+    rows = []
+    for job, what, value_of, threshold, at_least in QUALITY_BARS:
+        if job in scores:
+            value = float(value_of(scores[job]))
+            holds = value >= threshold if at_least else value <= threshold
+            rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
+                         "value": round(value, 4), "threshold": threshold, "holds": holds})
+    return rows
+
+
+def strength_bars(model, space, images, jobs, batch_size=32):
+    """The strength bar (paper Fig. 5 for tasks, Fig. 7 for mixes) for each job, over ``images``."""
+    rows = []
+    for job in jobs:
+        to_start, to_end = sweep_distances(strength_sweep(model, space, images, job, batch_size=batch_size))
+        rows.append({"job": job, "bar": "as c goes 0..1, L2 to the c=0 output rises and to the c=1 output falls",
+                     "value": {"to_c0": [round(v, 6) for v in to_start], "to_c1": [round(v, 6) for v in to_end]},
+                     "holds": is_monotonic(to_start, True) and is_monotonic(to_end, False)})
+    return rows
+
+
 # ---------------------------------------------------------------- Table 2
 
 COLUMNS = {"proposed_compared": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",

@@ -154,6 +154,8 @@ class Trainer:
                                 "the data")
         self.optimiser.zero_grad(set_to_none=True)
         total.backward()
+        for group in self.optimiser.param_groups:
+            group["lr"] = learning_rate(cfg, self.step_count)
         self.optimiser.step()
         self.update_discriminators(parts, output.detach(), images, masks)
         self.step_count += 1
@@ -257,6 +259,14 @@ class Trainer:
         self.step_count = state["step"]
         self.history = list(state["history"])
         return self
+
+
+def learning_rate(cfg, step):
+    """The network's learning rate at ``step``: constant, or cosine from ``lr`` down to 0 at the config's
+    last step. A function of the step alone, so a resumed run follows the same schedule."""
+    if cfg["lr_schedule"] == "constant":
+        return cfg["lr"]
+    return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(step / cfg["steps"], 1.0)))
 
 
 def read_checkpoint(path):

@@ -7,7 +7,7 @@ import torch
 
 from filmmtl.__main__ import main
 from filmmtl.profiles import make_config
-from filmmtl.train import NonFiniteLoss, Trainer, load_model
+from filmmtl.train import NonFiniteLoss, Trainer, learning_rate, load_model
 
 warnings.filterwarnings("ignore", message="feature_net='auto'")
 MIXES = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
@@ -31,6 +31,16 @@ def test_profiles_are_plain_data_and_overridable():
         make_config("huge")
     with pytest.raises(ValueError, match="method must be 1, 2 or 3"):
         make_config("smoke", method=4)
+    with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'cosine'"):
+        make_config("smoke", lr_schedule="step")
+
+
+def test_cosine_schedule_anneals_to_zero_and_drives_the_optimiser():
+    cfg = make_config("smoke", steps=100, lr=1e-3)
+    assert [round(learning_rate(cfg, s), 9) for s in (0, 50, 100, 150)] == [1e-3, 5e-4, 0.0, 0.0]
+    assert learning_rate(dict(cfg, lr_schedule="constant"), 99) == 1e-3
+    trainer = smoke(steps=4, eval_every=0).fit(steps=3)
+    assert trainer.optimiser.param_groups[0]["lr"] == pytest.approx(learning_rate(trainer.config, 2))
 
 
 @pytest.mark.parametrize("method", [1, 2, 3])
@@ -115,8 +125,47 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     main(["evaluate", "--checkpoint", str(out), "--n", "4"])
     report = json.loads(capsys.readouterr().out)
     assert report["scores"]["restoration"]["input_psnr"] > 15
+    bars = report["quality_bars"]
+    assert [b["job"] for b in bars[:6]] == ["reconstruction", "completion", "restoration", "segmentation",
+                                           "style_gogh", "style_munch"]
+    assert [b["job"] for b in bars[6:]] == ["completion", "restoration", "segmentation", "style_gogh",
+                                           "style_munch"]  # strength sweeps: every task but the identity
+    assert all(len(b["value"]["to_c0"]) == 5 for b in bars[6:])
     with pytest.raises(SystemExit):
         main(["train", "--help"])
+
+
+def test_quality_bars_read_gains_and_ratios_in_the_right_direction():
+    from filmmtl.evaluate import quality_bars
+    scores = {"reconstruction": {"psnr": 28.0}, "restoration": {"psnr": 24.0, "input_psnr": 20.0},
+              "completion": {"hole_psnr": 16.0, "input_hole_psnr": 12.0},
+              "segmentation": {"iou": 0.79}, "style_gogh": {"gram": 5.0, "input_gram": 10.0},
+              "style_munch": {"gram": 6.0, "input_gram": 10.0}}
+    bars = {b["job"]: (b["value"], b["holds"]) for b in quality_bars(scores)}
+    assert bars == {"reconstruction": (28.0, True), "restoration": (4.0, False), "completion": (4.0, True),
+                    "segmentation": (0.79, False), "style_gogh": (0.5, True), "style_munch": (0.6, False)}
+    assert quality_bars({"reconstruction": {"psnr": 30.0}})[0]["holds"]
+
+
+class ShiftByStrength(torch.nn.Module):
+    """A stand-in network whose output moves by f(total strength): monotonic f passes the sweep bar."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.anchor = f, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, c):
+        c = torch.as_tensor(c, dtype=torch.float32).reshape(-1, 6).expand(len(x), 6)
+        return x * 0.5 + self.f(c.sum(1)).view(-1, 1, 1, 1)
+
+
+def test_strength_bar_holds_only_for_monotonic_sweeps():
+    from filmmtl.evaluate import strength_bars
+    from filmmtl.tasks import TaskSpace
+    images = torch.rand(4, 3, 16, 16)
+    rising = strength_bars(ShiftByStrength(lambda s: 0.2 * s), TaskSpace(), images, ["segmentation"])
+    wavy = strength_bars(ShiftByStrength(lambda s: 0.2 * torch.sin(6 * s)), TaskSpace(), images, ["segmentation"])
+    assert rising[0]["holds"] and not wavy[0]["holds"]
 
 
 def test_recipes_resolve_comparison_steps_and_piggyback_needs_a_base():
