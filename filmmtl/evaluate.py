@@ -123,8 +123,8 @@ def is_monotonic(values, rising):
     return all(b > a for a, b in pairs) if rising else all(b < a for a, b in pairs)
 
 
-# The training engine issue's quality bars for one network (course profile): (job, description, value
-# from the job's scores, threshold, True when the value must be at least the threshold).
+# The quality bars the project holds a course-profile network to (README, "Measured"): (job, what,
+# its value from the job's scores, threshold, True when the value must be at least the threshold).
 QUALITY_BARS = (
     ("reconstruction", "PSNR (dB)", lambda s: s["psnr"], 28.0, True),
     ("completion", "hole PSNR gain over the unfilled input (dB)", lambda s: s["hole_psnr"] - s["input_hole_psnr"],

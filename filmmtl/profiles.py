@@ -3,7 +3,8 @@
 - ``smoke``: tests and CI, seconds per run.
 - ``course``: 2 CPU cores, minutes per experiment: 64x64 images and a half-width network (a quarter of
   the paper's compute per pixel), 2,000 training scenes, 4,000 steps (measured: 25 to 30 minutes per
-  network with two runs side by side, one core each). The FiLM mechanism and every task are the paper's; only the scale is smaller.
+  network with two runs side by side, one core each). The FiLM mechanism and every task are the
+  paper's; only the scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
   the embedded scenes at the paper's split sizes (8,498 / 2,857).
 
