@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from filmmtl.profiles import BASE
+from filmmtl.profiles import BASE, RECIPES
 
 
 def parse_sets(pairs):
@@ -127,9 +127,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json with command and config goes beside it")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out exactly")
     p.add_argument("--recipe", help="a network of the paper's experiments (filmmtl.profiles.RECIPES): "
-                                    "proposed, proposed_compared, method1, method2, encin, sgn, sgn_bias, "
-                                    "single, sharedenc, base_completion, base_segmentation, piggyback1, "
-                                    "piggyback2")
+                                    + ", ".join(RECIPES))
     p.add_argument("--model", help="proposed (default), encin, johnson")
     p.add_argument("--method", type=int, choices=(1, 2, 3), help="combination method (paper section 3.3)")
     p.add_argument("--mixes", nargs="*", help="mixes to train, e.g. restoration+style_gogh")

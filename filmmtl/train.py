@@ -193,9 +193,13 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def fit(self, steps=None, checkpoint=None):
-        """Train until ``steps`` (default: the config's) total steps; validate and checkpoint periodically."""
+        """Train until ``steps`` total steps (default and at most the config's, where the learning-rate
+        schedule ends); validate and checkpoint periodically."""
         cfg = self.config
         steps = cfg["steps"] if steps is None else steps
+        if steps > cfg["steps"]:
+            raise ValueError(f"fit(steps={steps}) goes past the config's steps={cfg['steps']}, where the "
+                             f"learning rate reaches its end; build the Trainer with steps={steps} instead")
         bar = tqdm(total=steps, initial=self.step_count, disable=self.quiet, desc="training")
         while self.step_count < steps:
             self.model.train()

@@ -41,6 +41,8 @@ def test_cosine_schedule_anneals_to_zero_and_drives_the_optimiser():
     assert learning_rate(dict(cfg, lr_schedule="constant"), 99) == 1e-3
     trainer = smoke(steps=4, eval_every=0).fit(steps=3)
     assert trainer.optimiser.param_groups[0]["lr"] == pytest.approx(learning_rate(trainer.config, 2))
+    with pytest.raises(ValueError, match="past the config's steps=4"):
+        trainer.fit(steps=5)
 
 
 @pytest.mark.parametrize("method", [1, 2, 3])
