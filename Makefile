@@ -9,7 +9,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test bench clean-venv
 
+# A new venv takes about 6.1 GB (torch 2.14.1 is a CUDA build): check the disk first, so that a full
+# disk stops here with the fix named instead of half-way through pip.
+NEED_MB := 7000
+
 $(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || { free_mb=$$(df -Pm . | awk 'NR==2 {print $$4}'); \
+	  if [ "$$free_mb" -lt $(NEED_MB) ]; then \
+	    echo "make: .venv needs about $(NEED_MB) MB free on this disk (torch's CUDA build) and only $$free_mb MB are free." >&2; \
+	    echo "      Free some space (old clones' .venv folders, caches), then run make again." >&2; exit 1; fi; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

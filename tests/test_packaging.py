@@ -1,5 +1,7 @@
 """One package set: pyproject.toml, environment.yml and requirements.lock must agree."""
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,15 @@ def test_lock_pins_every_declared_package():
     missing = set(pyproject_requirements()) - set(lock)
     assert not missing, f"requirements.lock lacks {sorted(missing)}: re-freeze it"
     assert all("==" in line for line in lock.values())
+
+
+def test_make_refuses_a_full_disk_before_creating_the_venv(tmp_path):
+    """A disk too small for torch's CUDA build stops make with the fix named, not pip half-way through."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for name in ("Makefile", "requirements.lock", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    done = subprocess.run(["make", "NEED_MB=999999999", "test"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "needs about 999999999 MB free" in done.stderr and "Free some space" in done.stderr
+    assert not (tmp_path / ".venv").exists()
