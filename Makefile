@@ -17,8 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || { free_mb=$$(df -Pm . | awk 'NR==2 {print $$4}'); \
 	  if [ "$$free_mb" -lt $(NEED_MB) ]; then \
 	    echo "make: .venv needs about $(NEED_MB) MB free on this disk (torch's CUDA build) and only $$free_mb MB are free." >&2; \
-	    echo "      Free some space (old clones' .venv folders, caches), then run make again." >&2; exit 1; fi; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	    echo "      Free some space (old clones' .venv folders, caches), then run make again." >&2; exit 1; fi; \
+	  $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
