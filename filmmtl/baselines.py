@@ -51,10 +51,10 @@ class ChannelAttention(nn.Module):
 class SGNNet(nn.Module):
     """SGN (and SGN with bias control) on the Johnson backbone: IN without affine, no FiLM."""
 
-    def __init__(self, n_tasks=6, width=1.0, bias=False, input_skip=True):
+    def __init__(self, n_tasks=6, width=1.0, bias=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
-        self.backbone = Backbone(width, affine=False, input_skip=input_skip)
+        self.backbone = Backbone(width, affine=False, **design)
         self.attention = nn.ModuleDict({str(i): ChannelAttention(n_tasks, self.backbone.channels[i], bias)
                                         for i in ATTENTION_LAYERS})
 
@@ -94,10 +94,10 @@ class TaskRoutedNet(nn.Module):
 
     can_mix = False
 
-    def __init__(self, n_tasks=6, width=1.0, share_encoder=False, input_skip=True):
+    def __init__(self, n_tasks=6, width=1.0, share_encoder=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
-        self.nets = nn.ModuleList(Backbone(width, affine=True, input_skip=input_skip) for _ in range(n_tasks))
+        self.nets = nn.ModuleList(Backbone(width, affine=True, **design) for _ in range(n_tasks))
         if share_encoder:
             for net in self.nets[1:]:
                 for i in range(3):
@@ -121,10 +121,10 @@ class PiggybackNet(nn.Module):
 
     can_mix = False
 
-    def __init__(self, n_tasks=6, width=1.0, input_skip=True):
+    def __init__(self, n_tasks=6, width=1.0, **design):
         super().__init__()
         self.n_tasks = n_tasks
-        self.backbone = Backbone(width, affine=True, input_skip=input_skip).requires_grad_(False)
+        self.backbone = Backbone(width, affine=True, **design).requires_grad_(False)
         convs = {name: p for name, p in self.backbone.named_parameters() if name.endswith("conv.weight")}
         self.mask_names = list(convs)
         self.masks = nn.ParameterList()

@@ -21,7 +21,8 @@ from filmmtl.tasks import PAPER_TASKS
 
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
-    input_skip=True, base_checkpoint=None,
+    input_skip=True, feature_skips=[], output_scale="none", generator_init_std=None, base_checkpoint=None,
+    balance="none", balance_cap=10.0,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",

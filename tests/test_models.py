@@ -95,3 +95,78 @@ def test_bad_input_names_the_expected_form(name, x, c, match):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="choose one of"):
         build("resnet")
+
+
+def randomised(model, seed=3):
+    """The model with random FiLM parameters (and weights), so that no test passes by the identity."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["proposed", "johnson", "sgn"])
+def test_literal_paper_network_is_blind_to_input_colour_and_contrast(name):
+    """The first instance norm removes any per-channel offset b and any positive contrast scale a of the
+    input (the first convolution is linear: its output shifts by a constant per channel and scales by a):
+    the paper's network (no output-layer departure) gives the same output for a*x + b as for x."""
+    model = randomised(build(name, width=0.25, input_skip=False))
+    x = torch.rand(2, 3, 32, 32)
+    a, b = 0.6, torch.tensor([0.2, -0.1, 0.3]).view(1, 3, 1, 1)
+    c = torch.eye(6)[:2]
+    with torch.no_grad():
+        assert torch.allclose(model(a * x + b, c), model(x, c), atol=1e-3)  # up to instance norm's eps
+        # ... whereas the input skip gives the colour back
+        skip = randomised(build(name, width=0.25))
+        assert (skip(a * x + b, c) - skip(x, c)).abs().mean() > 0.05
+
+
+def test_std_scaled_output_is_equivariant_to_input_colour_and_contrast():
+    """output_scale='std': model(a*x + b) = a*model(x) + b, so one correction fits all contrasts."""
+    model = randomised(build("proposed", width=0.25, feature_skips=(0, 1), output_scale="std"))
+    x = torch.rand(2, 3, 32, 32)
+    a, b = 0.6, torch.tensor([0.2, -0.1, 0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model(a * x + b, torch.eye(6)[:2]), a * model(x, torch.eye(6)[:2]) + b, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["proposed", "encin", "johnson", "sgn", "sgn_bias", "single", "sharedenc"])
+def test_design_options_add_no_parameters(name):
+    plain = count_parameters(build(name, width=0.5, input_skip=False))
+    designed = build(name, width=0.5, feature_skips=(0, 1), output_scale="std")
+    assert count_parameters(designed) == plain
+    assert designed(torch.rand(1, 3, 20, 28), torch.eye(6)[1]).shape == (1, 3, 20, 28)
+
+
+def test_feature_skips_carry_fine_detail():
+    """With skip 0 the full-resolution features reach the output layer: gradients of the output reach the
+    first layer through a path that bypasses the bottleneck, so the output depends on the first layer even
+    when the bottleneck's contribution is zeroed."""
+    torch.manual_seed(0)
+    model = build("proposed", width=0.25, feature_skips=(0,))
+    with torch.no_grad():
+        for i in (13, 14):
+            model.backbone.convs[i].conv.weight.zero_()
+            model.backbone.convs[i].conv.bias.zero_()
+    x = torch.rand(1, 3, 32, 32)
+    assert (model(x, torch.zeros(6)) - x).abs().mean() > 1e-3
+    no_skip = build("proposed", width=0.25)
+    no_skip.load_state_dict(model.state_dict())
+    assert torch.allclose(no_skip(x, torch.zeros(6)), x + no_skip.backbone.last.conv.bias.view(1, 3, 1, 1), atol=1e-6)
+
+
+def test_small_generator_init_starts_every_task_near_identity():
+    model = build("proposed", width=0.5, generator_init_std=0.01)
+    gamma, beta = model.film(torch.eye(6))
+    assert (gamma - 1).abs().max() < 0.06 and beta.abs().max() < 0.06
+    default = build("proposed", width=0.5)
+    assert (default.film(torch.eye(6))[0] - 1).abs().max() > 0.3
+
+
+@pytest.mark.parametrize("options, match", [(dict(feature_skips=(2,)), "feature_skips takes encoder layers"),
+                                            (dict(output_scale="max"), "output_scale must be one of"),
+                                            (dict(output_scale="std", input_skip=False), "needs input_skip")])
+def test_bad_design_options_are_named(options, match):
+    with pytest.raises(ValueError, match=match):
+        build("proposed", width=0.25, **options)
