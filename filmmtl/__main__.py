@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from filmmtl.checkpoints import atomic_write, check_writable
 from filmmtl.profiles import BASE, RECIPES
 
 
@@ -30,7 +31,8 @@ def parse_sets(pairs):
 def train(args):
     """Train a network (six tasks by default) and save a checkpoint with its command and config beside it."""
     from filmmtl.train import Trainer
-    out = Path(args.out)
+    out = check_writable(args.out)
+    check_writable(out.with_suffix(".json"))
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
@@ -49,18 +51,28 @@ def train(args):
         trainer.load(out)
     for note in (trainer.provenance()["feature_net"], trainer.provenance()["fid_network"]):
         print(f"provenance: {note}", file=sys.stderr)
+    start = trainer.step_count
+    if start >= trainer.config["steps"]:
+        print(f"{out} is already complete at {start} steps; nothing to do")
+        return
     trainer.fit(checkpoint=out)
     sidecar = {"command": "python -m filmmtl " + shlex.join(sys.argv[1:]), "config": trainer.config,
                "provenance": trainer.provenance(), "steps": trainer.step_count}
-    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     print(f"saved {out} after {trainer.step_count} steps")
 
 
 def export(args):
     """Make a shippable fp16 copy of a checkpoint (with its command) and rewrite the sha256 manifest."""
-    from filmmtl.session import export_checkpoint
+    from filmmtl.checkpoints import export_checkpoint
     source = Path(args.checkpoint)
-    command = json.loads(source.with_suffix(".json").read_text())["command"]
+    command = args.command
+    if command is None:
+        sidecar = source.with_suffix(".json")
+        if not sidecar.exists():
+            raise SystemExit(f"{sidecar} is missing (train writes it beside the checkpoint, with the command that "
+                             "made it); pass --command 'python -m filmmtl train ...' to record the command")
+        command = json.loads(sidecar.read_text())["command"]
     print(f"saved {export_checkpoint(source, args.out, command)}")
 
 
@@ -68,10 +80,12 @@ def evaluate(args):
     """Metrics of a checkpoint on the test split, per task and mix, and the quality bars, as JSON."""
     import torch
     from filmmtl.data import load_dataset
-    from filmmtl.evaluate import evaluate as run_evaluation, quality_bars, strength_bars
+    from filmmtl.evaluate import evaluate as run_evaluation, json_ready, quality_bars, strength_bars
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS, TaskSpace
     from filmmtl.train import load_model, resolve_device
+    if args.out:
+        check_writable(args.out)
     device = resolve_device(args.device)
     model, cfg, provenance = load_model(args.checkpoint, device)
     space = TaskSpace(cfg["tasks"])
@@ -85,9 +99,9 @@ def evaluate(args):
     report = {"checkpoint": str(args.checkpoint), "provenance": dict(provenance, data_source=test.source,
               feature_net=perceptual.feature_net if perceptual else "none"), "scores": scores,
               "quality_bars": bars}
-    text = json.dumps(report, indent=1)
+    text = json.dumps(json_ready(report), indent=1, allow_nan=False)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write(args.out, lambda tmp: tmp.write_text(text))
     print(text)
 
 
@@ -143,6 +157,7 @@ def main(argv=None):
     p = sub.add_parser("export", help=export.__doc__, description=export.__doc__)
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by train (its .json beside it)")
     p.add_argument("--out", required=True, help="e.g. data/checkpoints/proposed.pt")
+    p.add_argument("--command", help="the command that trained it (default: from the .json beside --checkpoint)")
     p.set_defaults(func=export)
 
     p = sub.add_parser("evaluate", help=evaluate.__doc__, description=evaluate.__doc__)
@@ -170,7 +185,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("default", module="filmmtl")  # show our own offline notices once
-        args.func(args)
+        try:
+            args.func(args)
+        except (ValueError, FileNotFoundError) as err:  # bad input: the message names the problem and the fix
+            raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class SGNNet(nn.Module):
                                         for i in ATTENTION_LAYERS})
 
     def forward(self, x, c):
-        check_images(x)
+        check_images(x, self)
         c = check_task_vectors(c, self.n_tasks, x.shape[0]).to(x.device)
 
         def normalise(i, h, norm):
@@ -105,7 +105,7 @@ class TaskRoutedNet(nn.Module):
         self.label = "sharedenc" if share_encoder else "single"
 
     def forward(self, x, c):
-        check_images(x)
+        check_images(x, self)
         indices = task_indices(check_task_vectors(c, self.n_tasks, x.shape[0]), self.label)
         return route(x, indices.to(x.device), lambda t, xs: self.nets[t](xs, plain_norm))
 
@@ -158,6 +158,6 @@ class PiggybackNet(nn.Module):
         return functional_call(self.backbone, self.task_weights(task), (x, normalise), strict=False)
 
     def forward(self, x, c):
-        check_images(x)
+        check_images(x, self)
         indices = task_indices(check_task_vectors(c, self.n_tasks, x.shape[0]), "piggyback")
         return route(x, indices.to(x.device), self.run_task)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage import data as skdata
 from skimage.color import hsv2rgb
@@ -192,11 +193,15 @@ def make_scene(index, size=64, split="train", seed=0):
     return (image * 255).round().astype(np.uint8), mask
 
 
+# Part of the scene cache's key: bump it whenever make_scene (or what it draws from) changes.
+SCENES_VERSION = 1
+
+
 def embedded_scenes(split="train", size=64, n=None, seed=0, cache=True):
     """The embedded default: ``n`` generated scenes (the paper's split size by default), cached once."""
     n = PAPER_SPLITS[split] if n is None else n
     source = f"embedded scenes ({split}, n={n}, {size}px, seed={seed})"
-    path = cache_dir() / f"scenes_{split}_{n}_{size}_{seed}.npz" if cache else None
+    path = cache_dir() / f"scenes_v{SCENES_VERSION}_{split}_{n}_{size}_{seed}.npz" if cache else None
 
     def generate():
         scenes = [make_scene(i, size, split, seed) for i in range(n)]
@@ -226,10 +231,16 @@ GET_VOC = ("Download VOCtrainval_11-May-2012.tar, or pass download=True on a mac
            "$FILMMTL_VOC_ROOT).")
 
 
-def _resize_crop(size):
-    from torchvision.transforms import v2
-    # Images bilinear, masks nearest (a tv_tensors.Mask is never interpolated across classes).
-    return v2.Compose([v2.ToImage(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+def resize_crop(image, mask, size):
+    """Short side to ``size`` and a centre crop: the image bilinear (antialiased), the mask by nearest
+    *pixel centres* ("nearest-exact", never mixing classes). Legacy "nearest" samples top-left corners
+    and shifts the mask by up to a pixel against its image."""
+    from torchvision.transforms.v2 import functional as TF
+    image = TF.resize(TF.to_image(image), size, antialias=True)
+    mask = torch.as_tensor(mask)
+    mask = mask.reshape(1, 1, *mask.shape[-2:]).float()
+    mask = F.interpolate(mask, size=tuple(image.shape[-2:]), mode="nearest-exact").to(torch.uint8)
+    return TF.center_crop(image, size).to(torch.uint8), TF.center_crop(mask, size).reshape(size, size)
 
 
 def _load_real(kind, root, split, size, download):
@@ -259,8 +270,8 @@ def _load_real(kind, root, split, size, download):
     split_file = needed[-1]
     if split_file.exists() and not split_file.read_text().split():
         raise ValueError(f"split file {split_file} lists no images")
-    dataset = datasets.wrap_dataset_for_transforms_v2(make())
-    transform = _resize_crop(size)
+    raw = make()
+    dataset = datasets.wrap_dataset_for_transforms_v2(raw)
 
     def convert():
         images, masks = [], []
@@ -271,14 +282,25 @@ def _load_real(kind, root, split, size, download):
                 raise OSError(f"{kind.upper()} sample {i} under {root} cannot be read ({err}); "
                               "re-download or remove it from the split file") from err
             mask = target if isinstance(target, tv_tensors.Mask) else target["masks"]
-            image, mask = transform(image, tv_tensors.Mask(mask))
-            images.append(image.as_subclass(torch.Tensor).to(torch.uint8).numpy())
-            masks.append(mask.as_subclass(torch.Tensor).to(torch.uint8).reshape(size, size).numpy())
+            image, mask = resize_crop(image, mask.as_subclass(torch.Tensor), size)
+            images.append(image.as_subclass(torch.Tensor).numpy())
+            masks.append(mask.numpy())
         return np.stack(images), np.stack(masks)
 
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    key = content_key(root, [*raw.images, *raw.masks], split_file)
     return _cached(cache_dir() / f"{kind}_{key}_{split}_{size}.npz", convert,
                    f"{kind.upper()} {image_set} ({root}, {size}px)")
+
+
+def content_key(root, files, split_file):
+    """A short hash of what a converted set depends on: the root, the split file's bytes and each image and
+    mask file's path, size and modification time. Any change makes a new cache entry, never a stale one."""
+    digest = hashlib.sha1(str(Path(root).resolve()).encode())
+    digest.update(Path(split_file).read_bytes() if Path(split_file).exists() else b"")
+    for f in files:
+        stat = os.stat(f)
+        digest.update(f"{f}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def sbd(split="train", size=128, root=None, download=False):
@@ -311,7 +333,11 @@ def load_style(name, size=None):
     if not path.exists():
         raise FileNotFoundError(f"style image {path} is missing; restore data/styles from the repository "
                                 "or point $FILMMTL_DATA at a folder holding styles/")
-    img = Image.open(path).convert("RGB")
+    try:
+        img = Image.open(path).convert("RGB")
+    except OSError as err:
+        raise OSError(f"style image {path} cannot be read ({err}); restore it from the repository "
+                      "(git checkout -- data/styles)") from err
     if size is not None:
         scale = size / min(img.size)
         img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),

@@ -4,6 +4,7 @@ Inputs are made with a generator seeded per job, so every model sees the same de
 Each task also reports the trivial answer's scores (``input_*``: the degraded input returned as is).
 """
 import functools
+import math
 
 import torch
 
@@ -62,6 +63,10 @@ def score_images(metrics_wanted, output, target, masks, region, perceptual, styl
 def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu"):
     """{job: {metric: value}} over the first ``n`` test images for each task or mix in ``jobs``;
     ``fid`` > 0 adds FID on the first ``fid`` outputs of style tasks and mixes (Inception is slow on a CPU)."""
+    unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
+    if unknown:
+        raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
+                         f"mixes of them {[m for m in MIXES if set(MIXES[m].parts) <= set(space.keys)]}")
     was_training = model.training
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
@@ -157,6 +162,27 @@ def strength_bars(model, space, images, jobs, batch_size=32):
                      "value": {"to_c0": [round(v, 6) for v in to_start], "to_c1": [round(v, 6) for v in to_end]},
                      "holds": is_monotonic(to_start, True) and is_monotonic(to_end, False)})
     return rows
+
+
+def json_ready(report):
+    """``report`` as standard JSON data: every NaN or infinity becomes null, and ``null_reasons`` says
+    where and why (IoU is undefined when neither the output nor the target has an object pixel)."""
+    reasons = {}
+
+    def clean(value, path):
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, float) and not math.isfinite(value):
+            reasons[path] = f"{value} is not a number" + (
+                " (IoU of two empty masks is undefined)" if path.endswith("iou") else "")
+            return None
+        return value
+    out = clean(report, "")
+    if reasons:
+        out["null_reasons"] = reasons
+    return out
 
 
 # ---------------------------------------------------------------- Table 2

@@ -35,6 +35,9 @@ CONTENT_LAYER = 1
 WEIGHTS = {"vgg16-imagenet": (2e-5, 2e-4), "random": (2e-5, 2e-4), "vgg19-imagenet": (6e-9, 6e-8)}
 
 
+FEATURE_NETS = ("auto", "vgg16-imagenet", "vgg19-imagenet", "random")
+
+
 def vgg16_cache_path():
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
@@ -55,9 +58,8 @@ def available_feature_nets():
 
 def resolve_feature_net(name="auto"):
     """The concrete network name for ``name``; ``auto`` warns when it cannot give VGG16."""
-    choices = ("auto", "vgg16-imagenet", "vgg19-imagenet", "random")
-    if name not in choices:
-        raise ValueError(f"unknown feature network {name!r}; choose one of {choices}")
+    if name not in FEATURE_NETS:
+        raise ValueError(f"unknown feature network {name!r}; choose one of {FEATURE_NETS}")
     if name != "auto":
         return name
     chosen = available_feature_nets()[0]

@@ -41,8 +41,8 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if not getattr(p, "counted_as_bits", False))
 
 
-def check_images(x):
-    """Reject what the network cannot take, naming the expected form."""
+def check_images(x, model=None):
+    """Reject what the network cannot take, naming the expected form (and, given the ``model``, its dtype)."""
     if not torch.is_tensor(x):
         raise TypeError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
     if not torch.is_floating_point(x):
@@ -50,8 +50,16 @@ def check_images(x):
                         "convert uint8 images with x.float() / 255")
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W) with 3 RGB channels, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("got an empty batch (B = 0); pass at least one image")
     if min(x.shape[2:]) < MIN_SIZE:
         raise ValueError(f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape[2:])}")
+    dtype = next(model.parameters()).dtype if model is not None else x.dtype
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"images are {x.dtype} but the network's weights are {dtype}: convert with "
+                        f"x.to({dtype}) (or the network with model.to({x.dtype}))")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or infinite values; clean or clamp them first")
 
 
 def check_task_vectors(c, n_tasks, batch):
@@ -66,8 +74,9 @@ def check_task_vectors(c, n_tasks, batch):
                          f"{n_tasks}-task network, got {tuple(c.shape)}")
     if c.shape[0] != batch:
         raise ValueError(f"got {c.shape[0]} task vectors for a batch of {batch} images")
-    if not torch.isfinite(c).all():
-        raise ValueError(f"task vectors must be finite, got {c.tolist()}")
+    if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+        raise ValueError(f"task strengths must be finite and in [0, 1] (0 = off, 1 = the trained task), got "
+                         f"{c.tolist()}; to extrapolate, make FiLM parameters yourself: model(x, film=model.generator(c))")
     return c
 
 
@@ -183,7 +192,7 @@ class JohnsonNet(nn.Module):
         self.backbone = Backbone(width, affine=True, **design)
 
     def forward(self, x, c):
-        check_images(x)
+        check_images(x, self)
         check_task_vectors(c, self.n_tasks, x.shape[0])
         return self.backbone(x, plain_norm)
 
@@ -263,7 +272,7 @@ class FiLMNet(nn.Module):
         return gamma[:, start:stop], beta[:, start:stop]
 
     def forward(self, x, c=None, film=None):
-        check_images(x)
+        check_images(x, self)
         if film is None:
             film = self.generator(check_task_vectors(c, self.n_tasks, x.shape[0]).to(x.device))
         gamma, beta = film

@@ -13,6 +13,7 @@ constant 1e-3 the course network of experiment 1 collapsed between steps 2,750 a
 spike, reconstruction 25.9 -> 11.9 dB); with the cosine the same run is stable to 4,000 steps.
 """
 import copy
+import math
 import os
 
 import torch
@@ -22,7 +23,7 @@ from filmmtl.tasks import PAPER_TASKS
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
     input_skip=True, feature_skips=[], output_scale="none", generator_init_std=None, base_checkpoint=None,
-    balance="none", balance_cap=10.0,
+    balance="none", balance_cap=10.0, max_loss=1e5,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
@@ -94,8 +95,78 @@ def make_config(profile="auto", **overrides):
     config["profile"] = name
     if config["data"] == "scenes" and name == "paper" and os.environ.get("FILMMTL_SBD_ROOT"):
         config["data"] = "sbd"
-    if config["lr_schedule"] not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config['lr_schedule']!r}")
-    if config["method"] not in (1, 2, 3):
-        raise ValueError(f"method must be 1, 2 or 3 (the paper's combination methods), got {config['method']}")
+    return validate_config(config)
+
+
+# ---------------------------------------------------------------- validation
+
+def _number(low=None, high=None, integer=False, optional=False, low_open=False):
+    """A check for a finite number (an int when ``integer``; never a bool) in [low, high]."""
+    def check(v):
+        if v is None:
+            return optional
+        kind = int if integer else (int, float)
+        if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v):
+            return False
+        return (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
+    parts = ["an integer" if integer else "a finite number"]
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return check, " ".join(parts) + (" or None" if optional else "")
+
+
+def _one_of(*choices):
+    return (lambda v: any(v is c or (type(v) is type(c) and v == c) for c in choices),
+            "one of " + ", ".join(map(repr, choices)))
+
+
+def _list_of(allowed, what):
+    return (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and x in allowed for x in v),
+            f"a list of {what} from {sorted(allowed, key=str)}")
+
+
+def _checks():
+    from filmmtl.losses import FEATURE_NETS
+    from filmmtl.models import MODEL_NAMES, OUTPUT_SCALES, SKIP_TARGETS
+    from filmmtl.tasks import MIXES, TASKS
+    positive_int, count = _number(1, integer=True), _number(1, integer=True, optional=True)
+    return {
+        "model": _one_of(*MODEL_NAMES), "tasks": _list_of(TASKS, "task names"),
+        "mixes": _list_of(MIXES, "mix names"), "method": _one_of(1, 2, 3), "width": _number(0, low_open=True),
+        "generator_layers": positive_int, "input_skip": _one_of(True, False),
+        "feature_skips": _list_of(SKIP_TARGETS, "encoder layers"), "output_scale": _one_of(*OUTPUT_SCALES),
+        "generator_init_std": _number(0, low_open=True, optional=True),
+        "base_checkpoint": (lambda v: v is None or isinstance(v, str), "a path string or None"),
+        "balance": _one_of("none", "grad_norm"), "balance_cap": _number(1), "max_loss": _number(0, low_open=True),
+        "data": _one_of("scenes", "sbd", "voc"),
+        "data_root": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "a folder path or None"),
+        "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": _number(integer=True),
+        "batch_size": positive_int, "steps": positive_int, "lr": _number(0, low_open=True),
+        "lr_schedule": _one_of("constant", "cosine"), "seed": _number(integer=True),
+        "task_weights": (lambda v: v is None or isinstance(v, dict), "a {job: weight} dict or None"),
+        "mixed_batch": _one_of(True, False), "adversarial_weight": _number(0, 1),
+        "discriminator_lr": _number(0, low_open=True), "feature_net": _one_of(*FEATURE_NETS),
+        "eval_every": _number(0, integer=True), "n_val": positive_int, "checkpoint_every": positive_int,
+        "device": (lambda v: isinstance(v, str) and bool(v), "'auto' or a torch device name such as 'cpu'"),
+        "amp": _one_of("auto", True, False), "channels_last": _one_of("auto", True, False),
+        "comparison_steps": positive_int, "profile": _one_of(*PROFILES),
+    }
+
+
+def validate_config(config):
+    """Check every field (type, range, finite) before any work starts; the error names the field and what
+    it accepts. Returns the config."""
+    for key, (check, accepted) in _checks().items():
+        if not check(config.get(key)):
+            raise ValueError(f"config field {key!r} must be {accepted}; got {config.get(key)!r}")
+    jobs = set(config["tasks"]) | (set(config["mixes"]) if config["method"] in (2, 3) else set())
+    weights = config["task_weights"] or {}
+    unknown = sorted(set(weights) - jobs)
+    if unknown:
+        raise ValueError(f"task_weights names {unknown}, which this run does not train; its jobs are {sorted(jobs)}")
+    bad = {k: v for k, v in weights.items() if not _number(0)[0](v)}
+    if bad or (weights and not any(weights.get(j, 1.0) > 0 for j in jobs)):
+        raise ValueError(f"task_weights must be finite numbers >= 0 with at least one job above 0; got {weights}")
     return config

@@ -5,8 +5,6 @@
 manifest), else a network trained here by the same ``Trainer`` the CLI uses (``smoke``: seconds).
 With ``retrain=True`` in the course profile the shipped checkpoint is remade.
 """
-import hashlib
-import json
 import os
 import tempfile
 import warnings
@@ -16,53 +14,10 @@ import torch
 
 from filmmtl.data import REPO_DATA, load_dataset
 from filmmtl.profiles import make_config, recipe_overrides
-from filmmtl.train import Trainer, load_model, read_checkpoint, resolve_device
+from filmmtl.checkpoints import export_checkpoint, read_checkpoint
+from filmmtl.train import Trainer, check_compatible, load_model, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
-MANIFEST = SHIPPED / "MANIFEST.sha256"
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def export_checkpoint(source, target, command):
-    """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
-    command that made it; then the sha256 manifest is rewritten. Piggyback's real-valued mask scores are
-    stored as the binary masks inference uses (fp16 rounding near the threshold could flip them), as bool."""
-    from filmmtl.baselines import MASK_THRESHOLD
-    state = read_checkpoint(source)
-
-    def shrink(key, value):
-        if key.startswith("masks."):
-            return value > MASK_THRESHOLD  # bool: one byte per weight
-        return value.half() if value.is_floating_point() else value
-    small = {"model": {k: shrink(k, v) for k, v in state["model"].items()},
-             "config": state["config"], "provenance": state["provenance"], "step": state["step"],
-             "history": state["history"], "command": command}
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    torch.save(small, tmp)
-    os.replace(tmp, target)
-    target.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "config": state["config"], "provenance": state["provenance"],
-         "steps": state["step"]}, indent=1))
-    write_manifest(target.parent)
-    return target
-
-
-def write_manifest(folder):
-    lines = [f"{sha256(p)}  {p.name}" for p in sorted(Path(folder).glob("*.pt"))]
-    (Path(folder) / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
-
-
-def verify(path):
-    """Refuse a shipped checkpoint whose bytes are not the ones the manifest lists."""
-    listed = dict(reversed(line.split("  ")) for line in MANIFEST.read_text().split("\n") if line)
-    if listed.get(path.name) != sha256(path):
-        raise ValueError(f"{path} does not match {MANIFEST}: re-clone data/checkpoints or retrain=True")
-
 
 class Session:
     """One notebook run: resolved parameters plus the networks it needs."""
@@ -98,8 +53,12 @@ class Session:
             return self._trained[recipe]
         path = self.shipped(recipe)
         if self.profile == "course" and not self.retrain and path.exists():
-            verify(path)
-            model, cfg, provenance = load_model(path, self.device)
+            model, cfg, provenance = load_model(path, self.device)  # checked against the manifest
+            wanted = {**self.config, **recipe_overrides(recipe, self.config)}
+            check_compatible(cfg, wanted, path)
+            if cfg["size"] != wanted["size"]:
+                raise ValueError(f"{path} was trained on {cfg['size']} px images, this {self.profile} session "
+                                 f"uses {wanted['size']} px: re-clone data/checkpoints or retrain=True")
             result = (model, cfg, provenance, read_checkpoint(path)["history"])
         else:
             result = self._train(recipe)

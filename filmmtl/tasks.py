@@ -149,6 +149,9 @@ class TaskSpace:
     A vector has one element per task; reconstruction's element exists (the paper's n counts it) but its
     vector is all zeros, the identity. A task is one-hot, a mix has ones at two tasks, and any element
     in [0, 1] is a strength: ``vector({"style_gogh": 0.5})`` is half of the Gogh style.
+
+    One rule everywhere (names, dicts, tensors, and the networks themselves): strengths lie in [0, 1],
+    where the network was trained; extrapolating means making FiLM parameters by hand (see ``models``).
     """
 
     def __init__(self, keys=PAPER_TASKS):
@@ -190,8 +193,8 @@ class TaskSpace:
         if c.shape[-1:] != (self.n,) or c.dim() > 2:
             raise ValueError(f"task vectors for {list(self.keys)} have shape ({self.n},) or (B, {self.n}), "
                              f"got {tuple(c.shape)}")
-        if not torch.isfinite(c).all():
-            raise ValueError("task vectors must be finite")
+        if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+            raise ValueError(f"task strengths must be finite and in [0, 1], got {c.tolist()}")
         return c
 
     def name(self, c):

@@ -6,7 +6,6 @@ pass with per-sample task vectors. Methods: 1 = single tasks only (mixes only at
 2 = mixes trained with L_A + L_B; 3 = mixes trained with L2 to made teacher images.
 """
 import math
-import os
 import platform
 from pathlib import Path
 
@@ -15,20 +14,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from filmmtl import losses, metrics
+from filmmtl.checkpoints import FORMAT_VERSION, atomic_write, check_writable, read_checkpoint, upgrade_config, verify
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.models import build, count_parameters
-from filmmtl.profiles import make_config
+from filmmtl.profiles import make_config, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix_teacher
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
 ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "output_scale",
                 "mixes", "method")
-# Design fields added after the first shipped networks, with the values those networks were made with:
-# a checkpoint without them is read as made with these.
-LEGACY_DESIGN = dict(feature_skips=[], output_scale="none", generator_init_std=None, balance="none")
-
-
 BALANCE_DECAY = 0.9  # EMA decay of each job's gradient norm (balance="grad_norm")
 
 
@@ -50,11 +45,8 @@ class Trainer:
     """Builds model, discriminators, losses, optimisers and data from one config (see ``profiles``)."""
 
     def __init__(self, config=None, quiet=False, **overrides):
-        self.config = make_config(**overrides) if config is None else dict(config)
+        self.config = make_config(**overrides) if config is None else validate_config(dict(config))
         cfg = self.config
-        unknown = [m for m in cfg["mixes"] if m not in MIXES]
-        if unknown:
-            raise ValueError(f"unknown mixes {unknown}; choose from {sorted(MIXES)}")
         self.quiet = quiet
         self.device = resolve_device(cfg["device"])
         self.space = TaskSpace(cfg["tasks"])
@@ -159,10 +151,10 @@ class Trainer:
             loss = self.job_loss(job, output[sl], images[sl], masks[sl], part_inputs)
             logged[job] = loss.item()
             total = total + loss * len(idx) / len(jobs)
-        if not math.isfinite(total.item()):
-            raise NonFiniteLoss(f"the loss became {total.item()} at step {self.step_count} on {list(logged)}; "
-                                "the run stopped and the last good checkpoint is kept. Lower lr or check "
-                                "the data")
+        if not math.isfinite(total.item()) or total.item() > cfg["max_loss"]:
+            raise NonFiniteLoss(f"the loss became {total.item():.4g} at step {self.step_count} on {list(logged)} "
+                                f"(diverged: not finite or above max_loss={cfg['max_loss']:g}); the run stopped "
+                                "and the last good checkpoint is kept. Lower lr or check the data")
         self.optimiser.zero_grad(set_to_none=True)
         total.backward()
         if cfg["balance"] == "grad_norm":
@@ -224,6 +216,8 @@ class Trainer:
         schedule ends); validate and checkpoint periodically."""
         cfg = self.config
         steps = cfg["steps"] if steps is None else steps
+        if checkpoint:
+            check_writable(checkpoint)
         if steps > cfg["steps"]:
             raise ValueError(f"fit(steps={steps}) goes past the config's steps={cfg['steps']}, where the "
                              f"learning rate reaches its end; build the Trainer with steps={steps} instead")
@@ -261,25 +255,20 @@ class Trainer:
             "d_optimiser": self.d_optimiser.state_dict() if self.d_optimiser else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "step": self.step_count, "config": self.config, "provenance": self.provenance(),
-            "history": self.history, "balance_ema": dict(self.balance_ema),
+            "history": self.history, "balance_ema": dict(self.balance_ema), "format": FORMAT_VERSION,
         }
 
     def save(self, path):
         """Write atomically: a temporary file renamed over the old one, never a half-written checkpoint."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(self.state(), tmp))
 
     def load(self, path):
-        """Resume exactly from a checkpoint of the same architecture and task set."""
-        state = read_checkpoint(path)
-        check_compatible(state["config"], self.config, path)
+        """Resume exactly: the checkpoint must be a training checkpoint of this very run (same config,
+        except where it runs: ``RUNTIME`` fields); anything else is refused, naming the fields."""
+        state = read_checkpoint(path, kind="training")
+        check_same_run(state["config"], self.config, path)
         self.model.load_state_dict(state["model"])
         self.discriminators.load_state_dict(state["discriminators"])
         self.optimiser.load_state_dict(state["optimiser"])
@@ -301,28 +290,28 @@ def learning_rate(cfg, step):
     return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(step / cfg["steps"], 1.0)))
 
 
-def read_checkpoint(path):
-    """Load with ``weights_only=True``: tensors and plain data only, pickled code refused."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable filmmtl checkpoint ({type(err).__name__}: {err})") from err
-
-
-def upgrade_config(cfg):
-    """A checkpoint's config with the design fields it predates filled in as it was made."""
-    return {**LEGACY_DESIGN, **cfg}
+# Fields that say where and how often a run works, not what it computes: a resumed run may change them.
+RUNTIME = ("device", "amp", "channels_last", "data_root", "eval_every", "n_val", "checkpoint_every")
 
 
 def check_compatible(saved, wanted, path="checkpoint"):
+    """The same network and task set (what loading weights needs)."""
+    differ(upgrade_config(saved), wanted, ARCHITECTURE, path, "was made for another network or task set")
+
+
+def check_same_run(saved, wanted, path="checkpoint"):
+    """The same run (what an exact resume needs): every field but the ``RUNTIME`` ones."""
     saved = upgrade_config(saved)
-    mismatch = {k: (saved.get(k), wanted.get(k)) for k in ARCHITECTURE if saved.get(k) != wanted.get(k)}
+    fields = sorted((set(saved) | set(wanted)) - set(RUNTIME))
+    differ(saved, wanted, fields, path, "is another run; --resume continues only the same run (start a new "
+                                        "--out, or resume with the checkpoint's settings)")
+
+
+def differ(saved, wanted, fields, path, why):
+    mismatch = {k: (saved.get(k), wanted.get(k)) for k in fields if saved.get(k) != wanted.get(k)}
     if mismatch:
         lines = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in mismatch.items())
-        raise ValueError(f"{path} was made for another network or task set -- {lines}")
+        raise ValueError(f"{path} {why} -- {lines}")
 
 
 def model_from_config(cfg):
@@ -334,9 +323,11 @@ def model_from_config(cfg):
 
 
 def load_model(path, device="cpu"):
-    """A trained network from a checkpoint (full or weights-only), with its config and provenance."""
+    """A trained network from a checkpoint (full or weights-only), with its config and provenance.
+    A file in a folder with a sha256 manifest (the shipped networks) must match it."""
+    verify(path)
     state = read_checkpoint(path)
-    cfg = upgrade_config(state["config"])
+    cfg = state["config"]
     model = model_from_config(cfg)
     model.load_state_dict({k: v.float() for k, v in state["model"].items()})
     return model.to(device).eval(), cfg, state.get("provenance", {})

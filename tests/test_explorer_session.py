@@ -61,16 +61,20 @@ def test_static_grid_has_a_row_per_task_and_mix(explorer):
 
 def test_export_writes_fp16_and_manifest_and_session_verifies(tmp_path, monkeypatch):
     from filmmtl.train import Trainer
-    trainer = Trainer(profile="smoke", quiet=True, steps=1, eval_every=0).fit()
+    from filmmtl.profiles import RECIPES
+    trainer = Trainer(profile="smoke", quiet=True, steps=1, eval_every=0, **RECIPES["proposed"]).fit()
     source = trainer.save(tmp_path / "run.pt")
     shipped = tmp_path / "shipped"
     target = session_module.export_checkpoint(source, shipped / "proposed.pt", "python -m filmmtl train ...")
     state = torch.load(target, weights_only=True)
     assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
     monkeypatch.setattr(session_module, "SHIPPED", shipped)
-    monkeypatch.setattr(session_module, "MANIFEST", shipped / "MANIFEST.sha256")
+    # A smoke-sized network does not load into a course session (width 0.25 vs 0.5) ...
+    with pytest.raises(ValueError, match=r"another network.*width: checkpoint 0.25 vs requested 0.5"):
+        session_module.Session("course", output_dir=tmp_path / "out").network("proposed")
+    # ... into a session of its own shape it does, from the file, without training.
     course = session_module.Session("course", output_dir=tmp_path / "out")
-    course.config.update(n_test=4)
+    course.config.update(n_test=4, width=0.25, size=32)
     model, cfg, provenance, history = course.network("proposed")
     assert cfg["profile"] == "smoke" and history == trainer.history  # the shipped file, not a new training
     target.write_bytes(target.read_bytes() + b"tampered")

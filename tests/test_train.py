@@ -29,9 +29,9 @@ def test_profiles_are_plain_data_and_overridable():
         make_config("smoke", stepz=3)
     with pytest.raises(ValueError, match="unknown profile"):
         make_config("huge")
-    with pytest.raises(ValueError, match="method must be 1, 2 or 3"):
+    with pytest.raises(ValueError, match="'method' must be one of 1, 2, 3; got 4"):
         make_config("smoke", method=4)
-    with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'cosine'"):
+    with pytest.raises(ValueError, match="'lr_schedule' must be one of 'constant', 'cosine'"):
         make_config("smoke", lr_schedule="step")
 
 
