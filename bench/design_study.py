@@ -35,6 +35,10 @@ VARIANTS = {
     "balance_skip01_lr2e-3": dict(BALANCED, feature_skips=[0, 1], lr=2e-3),
     "balance_skip01_bs16": dict(BALANCED, feature_skips=[0, 1], batch_size=16),
     "balance_skip01_size96": dict(BALANCED, feature_skips=[0, 1], size=96),
+    "gate_std": dict(SMALL_INIT, output_scale="std", output_gate=True),
+    "gate_std_skip0": dict(SMALL_INIT, output_scale="std", output_gate=True, feature_skips=[0]),
+    "gate_std_balance": dict(BALANCED, output_scale="std", output_gate=True),
+    "gate_std_skip0_balance": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0]),
 }
 
 

@@ -26,6 +26,7 @@ MIN_SIZE = 16
 SKIP_TARGETS = {0: 14, 1: 13}
 OUTPUT_SCALES = ("none", "std")
 MIN_STD = 0.01  # a flat input channel still gets a (small) correction
+GATE_INIT = 2.0  # output_gate starts keeping the input: sigmoid(2) = 0.88
 
 
 def layer_channels(width=1.0):
@@ -118,9 +119,17 @@ class Backbone(nn.Module):
     - ``output_scale="std"`` multiplies the correction by each input channel's standard deviation,
       ``x + std(x) * f(x)``: the network becomes equivariant to changes of contrast a and colour offset b
       (``model(a x + b) = a model(x) + b``), so a correction learned at one contrast fits another.
+    - ``output_gate`` (the one departure with parameters: 4 more output channels of the last
+      convolution, 10,372 at width 1.0) blends, per pixel, that relative output with an absolute one:
+      ``a * (x + s * r) + (1 - a) * d`` with ``a = sigmoid(z)`` and ``(r, d, z)`` the last convolution's
+      3 + 3 + 1 channels. Why: instance norm leaves the network no way to know the input's absolute
+      colour, so a target in absolute colours (segmentation's magenta background, a painting's palette)
+      cannot be written as a correction of the input; with the gate it is painted directly (``a = 0``)
+      while near-identity tasks keep the input (``a = 1``).
     """
 
-    def __init__(self, width=1.0, affine=False, input_skip=True, feature_skips=(), output_scale="none"):
+    def __init__(self, width=1.0, affine=False, input_skip=True, feature_skips=(), output_scale="none",
+                 output_gate=False):
         super().__init__()
         self.input_skip = input_skip
         self.feature_skips = tuple(sorted(feature_skips))
@@ -132,7 +141,10 @@ class Backbone(nn.Module):
             raise ValueError(f"output_scale must be one of {OUTPUT_SCALES}, got {output_scale!r}")
         if output_scale != "none" and not input_skip:
             raise ValueError("output_scale scales the correction added to the input: it needs input_skip=True")
+        if output_gate and not input_skip:
+            raise ValueError("output_gate blends the input with an absolute output: it needs input_skip=True")
         self.output_scale = output_scale
+        self.output_gate = output_gate
         ch = layer_channels(width)
         self.channels = ch
         affine = (affine,) * 15 if isinstance(affine, bool) else tuple(affine)
@@ -141,7 +153,10 @@ class Backbone(nn.Module):
         specs += [(ch[12], ch[13], 3, 1, True), (ch[13], ch[14], 3, 1, True)]
         self.convs = nn.ModuleList(ConvLayer(*s) for s in specs)
         self.norms = nn.ModuleList(nn.InstanceNorm2d(c, affine=a) for c, a in zip(ch, affine))
-        self.last = ConvLayer(ch[14], 3, 9)
+        self.last = ConvLayer(ch[14], 3 + 4 * output_gate, 9)
+        if output_gate:
+            with torch.no_grad():
+                self.last.conv.bias[6] = GATE_INIT
 
     def layer(self, i, h, normalise):
         return normalise(i, self.convs[i](h), self.norms[i])
@@ -165,9 +180,13 @@ class Backbone(nn.Module):
         out = self.last(y)[:, :, :h, :w]
         if not self.input_skip:
             return out
+        correction = out[:, :3]
         if self.output_scale == "std":
-            out = out * x.std(dim=(2, 3), keepdim=True).clamp_min(MIN_STD)
-        return x + out
+            correction = correction * x.std(dim=(2, 3), keepdim=True).clamp_min(MIN_STD)
+        if not self.output_gate:
+            return x + correction
+        keep = torch.sigmoid(out[:, 6:7])
+        return keep * (x + correction) + (1 - keep) * out[:, 3:6]
 
 
 def plain_norm(i, h, norm):
@@ -312,7 +331,7 @@ def build(name, n_tasks=6, width=1.0, **options):
     Names: proposed, encin (FiLM networks: ``generator_layers``, ``generator_hidden``,
     ``generator_init_std`` options), johnson, and the baselines of ``filmmtl.baselines``: sgn, sgn_bias,
     piggyback, single, sharedenc. Every model takes the backbone's design options ``input_skip``,
-    ``feature_skips`` and ``output_scale`` (see ``Backbone``); all of them at their defaults here.
+    ``feature_skips``, ``output_scale`` and ``output_gate`` (see ``Backbone``); all of them at their defaults here.
     """
     builders = _builders()
     if name not in builders:

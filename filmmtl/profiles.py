@@ -22,7 +22,8 @@ from filmmtl.tasks import PAPER_TASKS
 
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
-    input_skip=True, feature_skips=[], output_scale="none", generator_init_std=None, base_checkpoint=None,
+    input_skip=True, feature_skips=[], output_scale="none", output_gate=False,
+    generator_init_std=None, base_checkpoint=None,
     balance="none", balance_cap=10.0, max_loss=1e5,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
@@ -137,6 +138,7 @@ def _checks():
         "mixes": _list_of(MIXES, "mix names"), "method": _one_of(1, 2, 3), "width": _number(0, low_open=True),
         "generator_layers": positive_int, "input_skip": _one_of(True, False),
         "feature_skips": _list_of(SKIP_TARGETS, "encoder layers"), "output_scale": _one_of(*OUTPUT_SCALES),
+        "output_gate": _one_of(True, False),
         "generator_init_std": _number(0, low_open=True, optional=True),
         "base_checkpoint": (lambda v: v is None or isinstance(v, str), "a path string or None"),
         "balance": _one_of("none", "grad_norm"), "balance_cap": _number(1), "max_loss": _number(0, low_open=True),

@@ -18,6 +18,9 @@ from filmmtl.checkpoints import export_checkpoint, read_checkpoint
 from filmmtl.train import Trainer, check_compatible, load_model, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
+# What a shipped network must share with the session's recipe. Its design (output layer, skips, init,
+# balancing) is its own, read from its config: every shipped network says which it has.
+RECIPE_FIELDS = ("model", "tasks", "mixes", "method", "width", "size")
 
 class Session:
     """One notebook run: resolved parameters plus the networks it needs."""
@@ -54,11 +57,7 @@ class Session:
         path = self.shipped(recipe)
         if self.profile == "course" and not self.retrain and path.exists():
             model, cfg, provenance = load_model(path, self.device)  # checked against the manifest
-            wanted = {**self.config, **recipe_overrides(recipe, self.config)}
-            check_compatible(cfg, wanted, path)
-            if cfg["size"] != wanted["size"]:
-                raise ValueError(f"{path} was trained on {cfg['size']} px images, this {self.profile} session "
-                                 f"uses {wanted['size']} px: re-clone data/checkpoints or retrain=True")
+            check_compatible(cfg, {**self.config, **recipe_overrides(recipe, self.config)}, path, RECIPE_FIELDS)
             result = (model, cfg, provenance, read_checkpoint(path)["history"])
         else:
             result = self._train(recipe)

@@ -23,7 +23,7 @@ from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
 ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "output_scale",
-                "mixes", "method")
+                "output_gate", "mixes", "method")
 BALANCE_DECAY = 0.9  # EMA decay of each job's gradient norm (balance="grad_norm")
 
 
@@ -294,9 +294,9 @@ def learning_rate(cfg, step):
 RUNTIME = ("device", "amp", "channels_last", "data_root", "eval_every", "n_val", "checkpoint_every")
 
 
-def check_compatible(saved, wanted, path="checkpoint"):
-    """The same network and task set (what loading weights needs)."""
-    differ(upgrade_config(saved), wanted, ARCHITECTURE, path, "was made for another network or task set")
+def check_compatible(saved, wanted, path="checkpoint", fields=ARCHITECTURE):
+    """The same network and task set (what loading weights needs), compared on ``fields``."""
+    differ(upgrade_config(saved), wanted, fields, path, "was made for another network or task set")
 
 
 def check_same_run(saved, wanted, path="checkpoint"):
@@ -319,7 +319,8 @@ def model_from_config(cfg):
     options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"]}
                if cfg["model"] in ("proposed", "encin") else {})
     return build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], input_skip=cfg["input_skip"],
-                 feature_skips=tuple(cfg["feature_skips"]), output_scale=cfg["output_scale"], **options)
+                 feature_skips=tuple(cfg["feature_skips"]), output_scale=cfg["output_scale"],
+                 output_gate=cfg["output_gate"], **options)
 
 
 def load_model(path, device="cpu"):

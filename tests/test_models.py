@@ -170,3 +170,26 @@ def test_small_generator_init_starts_every_task_near_identity():
 def test_bad_design_options_are_named(options, match):
     with pytest.raises(ValueError, match=match):
         build("proposed", width=0.25, **options)
+
+
+def test_output_gate_paints_absolute_colours_or_keeps_the_input():
+    """The gate's two ends: a = 0 paints the absolute output d whatever the input's colour (what instance
+    norm alone cannot do), a = 1 keeps the input plus its correction."""
+    model = build("proposed", width=0.25, output_gate=True, output_scale="std")
+    last = model.backbone.last.conv
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0, 0, 0, 1.0, 0, 1.0, -30]))  # d = magenta, a = sigmoid(-30)
+        assert torch.allclose(model(x, torch.eye(6)[:2]), torch.tensor([1.0, 0, 1.0]).view(1, 3, 1, 1).expand_as(x),
+                              atol=1e-6)
+        last.bias[6] = 30.0  # a = 1: the input, unchanged (r = 0)
+        assert torch.allclose(model(x, torch.eye(6)[:2]), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("width, extra", [(1.0, 10_372), (0.5, 5_188)])
+def test_output_gate_is_the_only_departure_with_parameters(width, extra):
+    """4 more output channels of the last 9x9 convolution: 4 x (channels x 81 + 1)."""
+    gated = count_parameters(build("proposed", width=width, output_gate=True))
+    assert gated - count_parameters(build("proposed", width=width)) == extra
+    assert count_parameters(build("proposed")) == 1_698_435  # the paper's count with the gate off
