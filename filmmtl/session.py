@@ -1,12 +1,15 @@
 """What a notebook's parameters cell resolves to: profile, device, output folder and checkpoint policy.
 
-``Session.network(recipe)`` returns a trained network: the shipped course-profile checkpoint from
-``data/checkpoints`` when the profile is ``course`` and ``retrain`` is False (checked against the sha256
-manifest), else a network trained here by the same ``Trainer`` the CLI uses (``smoke``: seconds).
-With ``retrain=True`` in the course profile the shipped checkpoint is remade.
+``Session.network(recipe)`` returns a trained network. With ``retrain=False`` (the default) nothing long
+is trained: ``profile="auto"`` becomes ``course`` on any device and the shipped checkpoints of
+``data/checkpoints`` load (checked against the sha256 manifest); a profile without shipped networks says
+so at once. With ``retrain=True`` networks train here (``auto``: ``paper`` on a GPU, ``course`` on a CPU)
+with the same ``Trainer`` the CLI uses, checkpointed under the output folder; in the course profile the
+shipped checkpoint is remade. The ``smoke`` profile (tests) trains its tiny networks in seconds.
 """
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -22,16 +25,59 @@ SHIPPED = REPO_DATA / "checkpoints"
 # balancing) is its own, read from its config: every shipped network says which it has.
 RECIPE_FIELDS = ("model", "tasks", "mixes", "method", "width", "size")
 
+ESTIMATE_STEPS = 5  # steps timed (after as many for warm-up) before a notebook training says how long it takes
+
+
+class NoShippedNetwork(RuntimeError):
+    """The resolved profile has no shipped network and retrain=False: nothing is trained unasked."""
+
+
+def estimate_training_seconds(config, device, repeats=2):
+    """Rough time of a whole training run on ``device``: a few steps of the network timed on random images
+    at the config's size (an L2 step and a perceptual step, weighted by the share of style jobs)."""
+    import torch
+    import torch.nn.functional as F
+    from filmmtl.losses import PerceptualLoss
+    from filmmtl.tasks import TASKS
+    from filmmtl.train import model_from_config
+    model = model_from_config(config).to(device)
+    optimiser = torch.optim.Adam(model.parameters())
+    x = torch.rand(config["batch_size"], 3, config["size"], config["size"], device=device)
+    c = torch.zeros(config["batch_size"], len(config["tasks"]), device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        perceptual = PerceptualLoss(config["feature_net"]).to(device)
+
+    def seconds(loss_of):
+        times = []
+        for _ in range(repeats + 1):
+            start = time.time()
+            optimiser.zero_grad()
+            loss_of(model(x, c)).backward()
+            optimiser.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.time() - start)
+        return min(times[1:])
+    l2 = seconds(lambda y: F.mse_loss(y, x))
+    style = seconds(lambda y: perceptual(y, x, "gogh"))
+    jobs = list(config["tasks"]) + list(config["mixes"])
+    share = sum(1 for j in jobs if any(TASKS[p].style for p in j.split("+"))) / len(jobs)
+    return config["steps"] * (share * style + (1 - share) * l2)
+
+
 class Session:
     """One notebook run: resolved parameters plus the networks it needs."""
 
     def __init__(self, profile="auto", seed=0, device="auto", data="scenes", data_root=None,
-                 retrain=False, output_dir="results", quiet=True):
+                 retrain=False, output_dir="results", quiet=None):
+        if profile == "auto" and not retrain and not os.environ.get("FILMMTL_PROFILE"):
+            profile = "course"  # networks ship for the course profile: a GPU loads them too, nothing trains
         self.config = make_config(profile, seed=seed, device=device, data=data, data_root=data_root)
         self.profile = self.config["profile"]
         self.device = resolve_device(device)
         self.retrain = retrain
-        self.quiet = quiet
+        self.quiet = self.profile == "smoke" if quiet is None else quiet  # a real training shows its progress
         self.output_dir = Path(os.environ.get("FILMMTL_OUTPUT") or output_dir)  # tests redirect it
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._trained = {}   # recipe -> (model, config, provenance, history)
@@ -50,40 +96,80 @@ class Session:
     def shipped(self, recipe):
         return SHIPPED / f"{recipe}.pt"
 
+    def trained_here(self, recipe):
+        """Where a network trained in a notebook lives, so that later notebooks reuse it and a disconnected
+        runtime resumes it: under the output folder, one folder per profile."""
+        return self.output_dir / "networks" / self.profile / f"{recipe}.pt"
+
     def network(self, recipe):
-        """(model, config, provenance, history) for a recipe of ``profiles.RECIPES``."""
+        """(model, config, provenance, history) for a recipe of ``profiles.RECIPES``.
+
+        ``retrain=False``: the shipped network (course profile; smoke networks train in seconds). Where the
+        profile has none, a ``NoShippedNetwork`` error says so at once, with the time training would take
+        here and the command. ``retrain=True``: trained here with a progress bar, checkpointed under the
+        output folder and resumed from there after an interruption; a finished one is reused."""
         if recipe in self._trained:
             return self._trained[recipe]
         path = self.shipped(recipe)
-        if self.profile == "course" and not self.retrain and path.exists():
+        if self.profile == "smoke" or self.retrain:
+            result = self._train(recipe)
+        elif self.profile == "course" and path.exists():
             model, cfg, provenance = load_model(path, self.device)  # checked against the manifest
             check_compatible(cfg, {**self.config, **recipe_overrides(recipe, self.config)}, path, RECIPE_FIELDS)
             result = (model, cfg, provenance, read_checkpoint(path)["history"])
         else:
-            result = self._train(recipe)
+            raise NoShippedNetwork(self.no_network_message(recipe))
         self._trained[recipe] = result
         return result
 
-    def _train(self, recipe):
+    def trainer(self, recipe):
         overrides = recipe_overrides(recipe, self.config)
         base = overrides.get("base_checkpoint")
-        workdir = Path(tempfile.mkdtemp(prefix="filmmtl-"))
-        if base:
+        if base:  # Piggyback's frozen base: trained (or reused) first
             self.network(base)
-            overrides["base_checkpoint"] = str(workdir / f"{base}.pt")
-            if base in self._trainers:
-                self._trainers[base].save(overrides["base_checkpoint"])
-            else:  # the shipped base: its fp16 weights serve as the frozen base
-                overrides["base_checkpoint"] = str(self.shipped(base))
+            overrides["base_checkpoint"] = str(self._base_path(base))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            trainer = Trainer({**self.config, **overrides}, quiet=self.quiet)
-        trainer.fit()
+            return Trainer({**self.config, **overrides}, quiet=self.quiet)
+
+    def _base_path(self, base):
+        if base in self._trainers:
+            return self._trainers[base].save(Path(tempfile.mkdtemp(prefix="filmmtl-")) / f"{base}.pt")
+        return self.trained_here(base) if self.trained_here(base).exists() else self.shipped(base)
+
+    def no_network_message(self, recipe):
+        trainer_config = {**self.config, **recipe_overrides(recipe, self.config)}
+        seconds = estimate_training_seconds(trainer_config, self.device)
+        return (f"no shipped '{recipe}' network for the {self.profile} profile (networks ship for the course "
+                f"profile only). Training it would take about {seconds / 3600:.1f} h on this device "
+                f"({self.device}); set retrain=True in the parameters cell to train it here (checkpointed under "
+                f"{self.trained_here(recipe).parent}, resumed after a disconnect), or run\n"
+                f"  python -m filmmtl train --recipe {recipe} --profile {self.profile} --out "
+                f"{self.trained_here(recipe)}")
+
+    def _train(self, recipe):
+        trainer = self.trainer(recipe)
+        if self.profile == "smoke":  # seconds: nothing worth keeping
+            trainer.fit()
+        else:
+            checkpoint = self.trained_here(recipe)
+            if checkpoint.exists():
+                trainer.load(checkpoint)
+            if trainer.step_count < trainer.config["steps"]:
+                print(f"training '{recipe}' ({self.profile} profile, {trainer.config['steps']:,} steps) on "
+                      f"{self.device}, from step {trainer.step_count}; checkpoint: {checkpoint}")
+                trainer.fit(steps=min(trainer.step_count + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+                start, done = time.time(), trainer.step_count
+                trainer.fit(steps=min(done + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+                if trainer.step_count > done:
+                    rate = (trainer.step_count - done) / (time.time() - start)
+                    left = trainer.config["steps"] - trainer.step_count
+                    print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
+                trainer.fit(checkpoint=checkpoint)
+            if self.profile == "course":  # remake the shipped network
+                command = f"python -m filmmtl train --recipe {recipe} --profile course --out runs/{recipe}.pt"
+                export_checkpoint(checkpoint, self.shipped(recipe), command)
         self._trainers[recipe] = trainer
-        if self.profile == "course" and self.retrain:
-            source = trainer.save(workdir / f"{recipe}.pt")
-            command = f"python -m filmmtl train --recipe {recipe} --profile course --out runs/{recipe}.pt"
-            export_checkpoint(source, self.shipped(recipe), command)
         trainer.model.eval()
         return trainer.model, trainer.config, trainer.provenance(), trainer.history
 

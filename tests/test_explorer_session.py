@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from filmmtl import session as session_module
+from filmmtl.session import estimate_training_seconds
 from filmmtl.explorer import Explorer, image_png
 from filmmtl.models import build
 from filmmtl.tasks import TaskSpace
@@ -97,3 +98,44 @@ def test_exported_piggyback_keeps_its_binary_masks(tmp_path):
     with torch.no_grad():
         assert torch.allclose(shipped(x, c), piggy.model.eval()(x, c), atol=2e-2)
     assert set(torch.load(target, weights_only=True)["model"]["masks.0"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_a_gpu_session_loads_shipped_networks_and_never_trains_unasked(monkeypatch, tmp_path):
+    """On a machine that reports CUDA, profile='auto' with retrain=False is the course profile and loads
+    the shipped networks; 'paper' has none and says so at once, with the command, instead of training."""
+    from filmmtl import profiles, train
+    monkeypatch.delenv("FILMMTL_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train, "resolve_device", lambda name="auto": torch.device("cpu"))
+    monkeypatch.setattr(session_module, "resolve_device", lambda name="auto": torch.device("cpu"))
+    monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("a notebook trained without retrain=True"))
+    assert profiles.resolve_profile("auto") == "paper"  # what training on a GPU would use ...
+    session = session_module.Session("auto", output_dir=tmp_path)
+    assert session.profile == "course"                  # ... but a notebook loads the shipped networks
+    model, cfg, _, _ = session.network("proposed")
+    assert cfg["profile"] == "course" and not model.training
+    monkeypatch.setattr(session_module, "estimate_training_seconds", lambda config, device: 7200.0)
+    with pytest.raises(session_module.NoShippedNetwork, match=r"(?s)about 2.0 h.*retrain=True.*--profile paper"):
+        session_module.Session("paper", output_dir=tmp_path).network("proposed")
+
+
+def test_retrain_checkpoints_under_the_output_folder_resumes_and_reuses(monkeypatch, tmp_path):
+    from filmmtl import profiles
+    monkeypatch.delenv("FILMMTL_PROFILE", raising=False)
+    small = dict(profiles.PROFILES["smoke"], checkpoint_every=3, steps=12)
+    monkeypatch.setitem(profiles.PROFILES, "paper", small)  # a tiny 'paper' profile
+    session = session_module.Session("paper", retrain=True, output_dir=tmp_path, quiet=True)
+    path = session.trained_here("proposed")
+    trainer = session.trainer("proposed")
+    trainer.fit(steps=6, checkpoint=path)  # a run cut off half-way (a disconnected runtime)
+    model, cfg, _, history = session.network("proposed")
+    assert torch.load(path, weights_only=True)["step"] == 12 and history[:6] == trainer.history[:6]
+    later = session_module.Session("paper", retrain=True, output_dir=tmp_path, quiet=True)  # the next notebook
+    monkeypatch.setattr(session_module.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+    assert later.network("proposed")[3] == history
+
+
+def test_training_time_estimate_is_measured():
+    from filmmtl.profiles import make_config
+    seconds = estimate_training_seconds(make_config("smoke", steps=100), torch.device("cpu"))
+    assert 0 < seconds < 100 * 5
