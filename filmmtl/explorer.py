@@ -45,11 +45,14 @@ def film_png(gamma, beta, width=40):
 
 
 def upload_to_tensor(upload_value, size):
-    """The first uploaded file (ipywidgets 8 FileUpload value) as a (3, size, size) tensor in [0, 1]."""
+    """The first uploaded file of a FileUpload value as a (3, size, size) tensor in [0, 1]. ipywidgets 8
+    gives a tuple of dicts with a memoryview ``content``; ipywidgets 7 (Colab's) a dict {file name: dict}
+    with bytes ``content``."""
     if not upload_value:
         return None
-    content = upload_value[0]["content"]
-    img = Image.open(io.BytesIO(bytes(content))).convert("RGB")
+    files = list(upload_value.values()) if isinstance(upload_value, dict) else list(upload_value)
+    content = bytes(files[0]["content"])
+    img = Image.open(io.BytesIO(content)).convert("RGB")
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)

@@ -45,8 +45,10 @@ def run_all(profile="auto", out="results", only=None, kernel="python3"):
         with tempfile.TemporaryDirectory() as tmp:
             executed = Path(tmp) / path.name
             try:
+                # The output folder relative to the notebook: no machine's path is written into it.
+                parameters = {"profile": profile, "output_dir": os.path.relpath(out, path.parent)}
                 papermill.execute_notebook(str(path), str(executed), cwd=str(path.parent), kernel_name=kernel,
-                                           parameters={"profile": profile, "output_dir": str(out)},
+                                           parameters=parameters,
                                            progress_bar=False)
             except papermill.PapermillExecutionError as err:
                 sys.exit(f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "

@@ -183,12 +183,10 @@ class Session:
         return self._perceptual[feature_net]
 
     def save_figure(self, fig, name):
-        path = self.output_dir / f"{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        return path
+        """Save into the output folder. Returns nothing, so a notebook cell ending with it shows only the
+        figure, not a path of this machine."""
+        fig.savefig(self.output_dir / f"{name}.png", dpi=100, bbox_inches="tight")
 
     def save_text(self, text, name):
-        path = self.output_dir / name
-        path.write_text(text)
-        return path
+        (self.output_dir / name).write_text(text)
 

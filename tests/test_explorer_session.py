@@ -47,10 +47,14 @@ def test_mix_slider_adds_the_mixed_vector_and_film_view_changes(explorer):
     assert explorer.film_view.value != film_before
 
 
-def test_upload_replaces_the_test_image(explorer):
+@pytest.mark.parametrize("version", [7, 8])
+def test_upload_replaces_the_test_image(explorer, version):
+    """ipywidgets 8: a tuple of dicts with memoryview content; 7 (Colab's): {name: dict} with bytes."""
     buffer = io.BytesIO()
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(buffer, format="PNG")
-    explorer.on_upload({"new": ({"name": "mine.png", "content": memoryview(buffer.getvalue())},)})
+    value = ({"name": "mine.png", "content": memoryview(buffer.getvalue())},) if version == 8 else \
+        {"mine.png": {"metadata": {"name": "mine.png"}, "content": buffer.getvalue()}}
+    explorer.on_upload({"new": value})
     assert explorer.uploaded.shape == (3, 32, 32)
     assert decode(explorer.input_view.value).mean() == pytest.approx(200, abs=1)
 

