@@ -56,7 +56,11 @@ def train(args):
         print(f"{out} is already complete at {start} steps; nothing to do")
         return
     trainer.fit(checkpoint=out)
-    sidecar = {"command": "python -m filmmtl " + shlex.join(sys.argv[1:]), "config": trainer.config,
+    if trainer.rank > 0:  # under torchrun, rank 0 writes
+        return
+    launcher = "torchrun --nproc_per_node %d -m filmmtl " % trainer.world_size if trainer.world_size > 1 else \
+        "python -m filmmtl "
+    sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
                "provenance": trainer.provenance(), "steps": trainer.step_count}
     atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     print(f"saved {out} after {trainer.step_count} steps")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from filmmtl import losses, metrics
+from filmmtl import distributed, losses, metrics
 from filmmtl.checkpoints import FORMAT_VERSION, atomic_write, check_writable, read_checkpoint, upgrade_config, verify
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
@@ -48,7 +48,14 @@ class Trainer:
         self.config = make_config(**overrides) if config is None else validate_config(dict(config))
         cfg = self.config
         self.quiet = quiet
-        self.device = resolve_device(cfg["device"])
+        self.rank, self.world_size = distributed.world()
+        self.device = distributed.local_device(resolve_device(cfg["device"]))
+        if self.world_size > 1:
+            distributed.shard(cfg["batch_size"], self.rank, self.world_size)  # refuses an uneven split now
+            if cfg["mixed_batch"]:
+                raise ValueError("mixed_batch=True is for one process; under torchrun every process trains one "
+                                 "job per step (its shard of the global batch)")
+            self.quiet = quiet or self.rank > 0
         self.space = TaskSpace(cfg["tasks"])
         torch.manual_seed(cfg["seed"])
         self.model = model_from_config(cfg).to(self.device)
@@ -87,6 +94,10 @@ class Trainer:
         self.amp = cuda if cfg["amp"] == "auto" else bool(cfg["amp"])
         if (cfg["channels_last"] == "auto" and cuda) or cfg["channels_last"] is True:
             self.model.to(memory_format=torch.channels_last)
+        # The network as trained: wrapped in DistributedDataParallel under torchrun (unused parameters
+        # exist: a routed baseline runs one sub-network per step).
+        self.network = (torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+                        if self.world_size > 1 else self.model)
 
     # ------------------------------------------------------------ provenance
 
@@ -97,7 +108,7 @@ class Trainer:
             "feature_net": self.perceptual.feature_net if self.perceptual else "none",
             "fid_network": metrics.fid_network_source() or "unavailable",
             "parameters": count_parameters(self.model), "device": str(self.device),
-            "torch": str(torch.__version__), "python": platform.python_version(),
+            "torch": str(torch.__version__), "python": platform.python_version(), "world_size": self.world_size,
         }
 
     # ------------------------------------------------------------ one step
@@ -125,7 +136,8 @@ class Trainer:
         return [self.jobs[i] for i in picks.tolist()]
 
     def step(self):
-        """One optimisation step; returns {job: loss} for the jobs it trained."""
+        """One optimisation step on the global batch (this process's shard of it under torchrun); returns
+        {job: loss} for the jobs it trained, averaged over the global batch."""
         cfg = self.config
         index = torch.randint(len(self.train_set), (cfg["batch_size"],), generator=self.generator)
         images, masks = (t.to(self.device) for t in self.train_set.batch(index))
@@ -133,7 +145,7 @@ class Trainer:
         groups = {}
         for i, job in enumerate(jobs):
             groups.setdefault(job, []).append(i)
-        parts = []  # (job, sample indices, inputs)
+        parts = []  # (job, sample indices, inputs) over the global batch, grouped by job
         for job, idx in groups.items():
             idx = torch.tensor(idx, device=self.device)
             inputs, _ = make_input(job.split("+"), images[idx], self.generator)
@@ -142,17 +154,25 @@ class Trainer:
         order = torch.cat([p[1] for p in parts])
         c = torch.stack([self.vector(job) for job, idx, _ in parts for _ in range(len(idx))])
         images, masks = images[order], masks[order]
+        mine = distributed.shard(len(jobs), self.rank, self.world_size)
+        inputs, c, images, masks = inputs[mine], c[mine], images[mine], masks[mine]
+        parts = self.shard_parts(parts, mine)
         with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
-            output = self.model(inputs, c).float()
-        total, logged, start = 0.0, {}, 0
-        for job, idx, part_inputs in parts:
-            sl = slice(start, start + len(idx))
-            start += len(idx)
+            output = self.network(inputs, c).float()
+        total, start = 0.0, 0
+        sums = torch.zeros(2 * len(groups), device=self.device)  # per job: loss x samples, samples
+        for job, n, part_inputs in parts:
+            sl = slice(start, start + n)
+            start += n
             loss = self.job_loss(job, output[sl], images[sl], masks[sl], part_inputs)
-            logged[job] = loss.item()
-            total = total + loss * len(idx) / len(jobs)
-        if not math.isfinite(total.item()) or total.item() > cfg["max_loss"]:
-            raise NonFiniteLoss(f"the loss became {total.item():.4g} at step {self.step_count} on {list(logged)} "
+            k = list(groups).index(job)
+            sums[2 * k], sums[2 * k + 1] = loss.detach() * n, n
+            total = total + loss * n / len(inputs)
+        sums = distributed.total(sums, self.world_size)
+        logged = {job: float(sums[2 * k] / sums[2 * k + 1]) for k, job in enumerate(groups)}
+        overall = float(sums[0::2].sum() / sums[1::2].sum())
+        if not math.isfinite(overall) or overall > cfg["max_loss"]:
+            raise NonFiniteLoss(f"the loss became {overall:.4g} at step {self.step_count} on {list(logged)} "
                                 f"(diverged: not finite or above max_loss={cfg['max_loss']:g}); the run stopped "
                                 "and the last good checkpoint is kept. Lower lr or check the data")
         self.optimiser.zero_grad(set_to_none=True)
@@ -165,6 +185,17 @@ class Trainer:
         self.update_discriminators(parts, output.detach(), images, masks)
         self.step_count += 1
         return logged
+
+    @staticmethod
+    def shard_parts(parts, mine):
+        """[(job, samples in this shard, their inputs)] for the shard ``mine`` of the job-ordered batch."""
+        out, start = [], 0
+        for job, idx, inputs in parts:
+            lo, hi = max(start, mine.start), min(start + len(idx), mine.stop)
+            if hi > lo:
+                out.append((job, hi - lo, inputs[lo - start:hi - start]))
+            start += len(idx)
+        return out
 
     def balance_gradient(self, job):
         """Per-job gradient balancing: scale this step's gradient by (mean over jobs of an EMA of each
@@ -198,15 +229,16 @@ class Trainer:
         if self.d_optimiser is None:
             return
         start, d_loss = 0, 0.0
-        for job, idx, inputs in parts:
-            sl = slice(start, start + len(idx))
-            start += len(idx)
+        for job, n, inputs in parts:
+            sl = slice(start, start + n)
+            start += n
             if job in self.discriminators:
                 target = TASKS[job].make_target(images[sl], masks[sl])
                 d_loss = d_loss + losses.discriminator_loss(self.discriminators[job], inputs, output[sl], target)
         if torch.is_tensor(d_loss):
             self.d_optimiser.zero_grad(set_to_none=True)
             d_loss.backward()
+            distributed.average_gradients(self.discriminators.parameters(), self.world_size)
             self.d_optimiser.step()
 
     # ------------------------------------------------------------ the loop
@@ -216,7 +248,8 @@ class Trainer:
         schedule ends); validate and checkpoint periodically."""
         cfg = self.config
         steps = cfg["steps"] if steps is None else steps
-        if checkpoint:
+        main = self.rank == 0  # under torchrun only rank 0 validates and writes
+        if checkpoint and main:
             check_writable(checkpoint)
         if steps > cfg["steps"]:
             raise ValueError(f"fit(steps={steps}) goes past the config's steps={cfg['steps']}, where the "
@@ -228,10 +261,10 @@ class Trainer:
             self.history.extend({"step": self.step_count, "job": j, "loss": v} for j, v in logged.items())
             bar.update(1)
             bar.set_postfix_str(" ".join(f"{j}={v:.4f}" for j, v in logged.items()))
-            if cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
+            if main and cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
                 scores = self.evaluate(n=cfg["n_val"])
                 self.history.append({"step": self.step_count, "job": "validation", "scores": scores})
-            if checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
+            if main and checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
                 self.save(checkpoint)
         bar.close()
         return self
