@@ -1,7 +1,8 @@
-"""Throughput side by side: scene generation vs training images/s, L2 vs perceptual steps, peak memory.
+"""Throughput side by side: scene generation vs training images/s, L2 vs perceptual steps, peak memory,
+and the speed settings (channels_last, bf16 autocast, threads, torch.compile) against eager fp32.
 
-Run: `.venv/bin/python bench/throughput.py [--profiles course paper] [--repeats 5]`. Every ratio is
-measured in this one run, candidates interleaved (see timing.py), so machine noise hits them alike.
+Run: `.venv/bin/python bench/throughput.py [--profiles course paper] [--repeats 5] [--settings]`. Every
+ratio is measured in this one run, candidates interleaved (see timing.py), so machine noise hits them alike.
 """
 import argparse
 import resource
@@ -28,13 +29,47 @@ def job_step(trainer, job):
     return step
 
 
+def speed_settings(profile, repeats, compile_too):
+    """Training-step time of each setting over eager fp32 (a restoration step: the network's own cost)."""
+    settings = {"eager fp32": {}, "channels_last": dict(channels_last=True),
+                "bf16 autocast": dict(amp=True), "bf16 autocast + channels_last": dict(amp=True, channels_last=True)}
+    trainers = {name: Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0,
+                              **{"amp": False, "channels_last": False, **extra}) for name, extra in settings.items()}
+    if compile_too:
+        trainers["torch.compile"] = Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0,
+                                            amp=False, channels_last=False)
+        trainers["torch.compile"].network = torch.compile(trainers["torch.compile"].model)
+    steps = {name: job_step(t, "restoration") for name, t in trainers.items()}
+    threads = torch.get_num_threads()
+    if threads > 1:
+        one = job_step(trainers["eager fp32"], "restoration")
+
+        def one_thread():
+            torch.set_num_threads(1)
+            try:
+                one()
+            finally:
+                torch.set_num_threads(threads)
+        steps["eager fp32, 1 thread"] = one_thread
+    medians = interleaved_medians(steps, repeats, warmup=2)
+    base = medians["eager fp32"]
+    print(f"\n{profile}: speed settings, step time / eager fp32 ({threads} threads, device "
+          f"{trainers['eager fp32'].device}; < 1 is faster)")
+    for name, seconds in medians.items():
+        print(f"  {name:32s} {seconds * 1000:8.1f} ms/step   ratio {seconds / base:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profiles", nargs="+", default=["course", "paper"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--settings", action="store_true", help="also time the speed settings against eager fp32")
+    parser.add_argument("--compile", action="store_true", help="include torch.compile in --settings (slow to build)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     for profile in args.profiles:
+        if args.settings:
+            speed_settings(profile, args.repeats, args.compile)
         trainer = Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0)
         cfg, batch = trainer.config, trainer.config["batch_size"]
         start = time.perf_counter()
