@@ -2,7 +2,7 @@
 
 Part of the GPU check (bench/gpu_check.sh): it measures steps per second at the paper's size and what a
 few minutes of training reach. The learning rate follows the full run's cosine (``--steps``), so the
-scores are those of a run cut short, not of a finished one. Scenes: 2,000 train / 200 test (generating
+scores are those of a run cut short, not of a finished one. Scenes: 500 train / 100 test (generating
 the paper's 8,498 would take longer than the training).
 """
 import argparse
@@ -23,7 +23,7 @@ def main():
     parser.add_argument("--out", default="results/gpu_check")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
-    trainer = Trainer(profile="paper", quiet=True, n_train=2000, n_test=200, eval_every=0, steps=args.steps,
+    trainer = Trainer(profile="paper", quiet=True, n_train=500, n_test=100, eval_every=0, steps=args.steps,
                       **RECIPES["proposed"])
     start = time.time()
     while time.time() - start < args.minutes * 60 and trainer.step_count < args.steps:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from filmmtl.data import load_style
-from filmmtl.tasks import MIXES, TASKS, make_input, mix_teacher
+from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 
 def to_numpy(image):
@@ -48,14 +48,11 @@ def task_grid(images, masks, space, mixes=(), stylise=None, seed=0):
     rows, titles = [[] for _ in range(len(images))], []
     for job in jobs:
         inputs, _ = make_input(job.split("+"), images, g)
-        has_style = any(TASKS[p].style for p in job.split("+"))
-        if job in MIXES:
-            target = mix_teacher(MIXES[job], images, masks, stylise) if (stylise or not has_style) else None
-        elif TASKS[job].style:
+        if job in TASKS and TASKS[job].style:
             painting = load_style(TASKS[job].style, size=images.shape[-1])[:, :images.shape[-2], :images.shape[-1]]
             target = painting.expand(len(images), -1, -1, -1)
         else:
-            target = TASKS[job].make_target(images, masks)
+            target = job_target(job, images, masks, stylise)
         for i in range(len(images)):
             rows[i] += [inputs[i], None if target is None else target[i]]
         titles += [f"{job}\ninput", "target" if job not in MIXES else "teacher (method 3)"]

@@ -35,7 +35,6 @@ class NoShippedNetwork(RuntimeError):
 def estimate_training_seconds(config, device, repeats=2):
     """Rough time of a whole training run on ``device``: a few steps of the network timed on random images
     at the config's size (an L2 step and a perceptual step, weighted by the share of style jobs)."""
-    import torch
     import torch.nn.functional as F
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS

@@ -258,6 +258,17 @@ def mix_teacher(mix, images, masks, stylise):
     raise ValueError(f"unknown mix rule {mix.rule!r}; choose 'sequential' or 'masking'")
 
 
+def job_target(job, images, masks, stylise=None):
+    """The one place that says what a task or mix should make of clean images: the task's target image, or
+    the mix's method-3 teacher (whose style parts need ``stylise``). None where there is no such image: a
+    style task, or a stylised mix without ``stylise``. Training, evaluation and the figures all use it."""
+    if job in MIXES:
+        styled = any(TASKS[p].style for p in MIXES[job].parts)
+        return mix_teacher(MIXES[job], images, masks, stylise) if stylise or not styled else None
+    make = TASKS[job].make_target
+    return make(images, masks) if make else None
+
+
 def method2_loss(mix, output, images, masks, task_loss):
     """Method 2: the mix is trained with the unweighted sum of its parts' losses, L_A + L_B."""
     return sum(task_loss(part, output, images, masks) for part in mix.parts)

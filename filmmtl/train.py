@@ -19,7 +19,7 @@ from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.models import build, count_parameters
 from filmmtl.profiles import make_config, validate_config
-from filmmtl.tasks import MIXES, TASKS, TaskSpace, make_input, method2_loss, mix_teacher
+from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
 ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "output_scale",
@@ -126,7 +126,7 @@ class Trainer:
         task = TASKS[key]
         if task.style:
             return self.perceptual(output, images, task.style)
-        return F.mse_loss(output, task.make_target(images, masks))
+        return F.mse_loss(output, job_target(key, images, masks))
 
     def draw_jobs(self, batch_size):
         if self.config["mixed_batch"]:
@@ -217,7 +217,7 @@ class Trainer:
             mix = MIXES[job]
             if cfg["method"] == 2:
                 return method2_loss(mix, output, images, masks, self.task_loss)
-            return F.mse_loss(output, mix_teacher(mix, images, masks, self.stylise))
+            return F.mse_loss(output, job_target(job, images, masks, self.stylise))
         loss = self.task_loss(job, output, images, masks)
         if job in self.discriminators:
             w = cfg["adversarial_weight"]
@@ -233,7 +233,7 @@ class Trainer:
             sl = slice(start, start + n)
             start += n
             if job in self.discriminators:
-                target = TASKS[job].make_target(images[sl], masks[sl])
+                target = job_target(job, images[sl], masks[sl])
                 d_loss = d_loss + losses.discriminator_loss(self.discriminators[job], inputs, output[sl], target)
         if torch.is_tensor(d_loss):
             self.d_optimiser.zero_grad(set_to_none=True)

@@ -33,7 +33,7 @@ def test_train_and_test_splits_are_disjoint():
 def test_scene_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("FILMMTL_CACHE", str(tmp_path))
     first = data.embedded_scenes("test", 24, n=5)
-    assert list(tmp_path.glob("scenes_test_5_24_0.npz"))
+    assert list(tmp_path.glob("scenes_v*_test_5_24_0.npz"))
     again = data.embedded_scenes("test", 24, n=5)
     assert torch.equal(first.images, again.images) and torch.equal(first.masks, again.masks)
     assert first.images.shape == (5, 3, 24, 24) and first.images.dtype == torch.uint8

@@ -15,7 +15,6 @@ from filmmtl.__main__ import main
 from filmmtl.checkpoints import export_checkpoint, read_manifest, verify
 from filmmtl.evaluate import evaluate, json_ready
 from filmmtl.models import build
-from filmmtl.profiles import make_config
 from filmmtl.tasks import TaskSpace
 from filmmtl.train import NonFiniteLoss, Trainer, load_model
 

@@ -130,23 +130,26 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     bars = report["quality_bars"]
     assert [b["job"] for b in bars[:6]] == ["reconstruction", "completion", "restoration", "segmentation",
                                            "style_gogh", "style_munch"]
-    assert [b["job"] for b in bars[6:]] == ["completion", "restoration", "segmentation", "style_gogh",
-                                           "style_munch"]  # strength sweeps: every task but the identity
-    assert all(len(b["value"]["to_c0"]) == 5 for b in bars[6:])
+    assert [b["job"] for b in bars[6:]] == ["completion", "restoration", "restoration", "segmentation",
+                                           "style_gogh", "style_munch"]  # sweeps of every task but the identity
+    sweeps = [b for b in bars[6:] if isinstance(b["value"], dict)]
+    assert len(sweeps) == 5 and all(len(b["value"]["to_c0"]) == 5 for b in sweeps)
+    slider = [b for b in bars[6:] if not isinstance(b["value"], dict)][0]
+    assert slider["threshold"] == 0.5 and slider["holds"] == (slider["value"] >= 0.5)
     with pytest.raises(SystemExit):
         main(["train", "--help"])
 
 
 def test_quality_bars_read_gains_and_ratios_in_the_right_direction():
     from filmmtl.evaluate import quality_bars
-    scores = {"reconstruction": {"psnr": 28.0}, "restoration": {"psnr": 24.0, "input_psnr": 20.0},
+    scores = {"reconstruction": {"psnr": 30.0}, "restoration": {"psnr": 24.0, "input_psnr": 20.0},
               "completion": {"hole_psnr": 16.0, "input_hole_psnr": 12.0},
-              "segmentation": {"iou": 0.79}, "style_gogh": {"gram": 5.0, "input_gram": 10.0},
-              "style_munch": {"gram": 6.0, "input_gram": 10.0}}
+              "segmentation": {"iou": 0.84}, "style_gogh": {"gram": 4.0, "input_gram": 10.0},
+              "style_munch": {"gram": 5.0, "input_gram": 10.0}}
     bars = {b["job"]: (b["value"], b["holds"]) for b in quality_bars(scores)}
-    assert bars == {"reconstruction": (28.0, True), "restoration": (4.0, False), "completion": (4.0, True),
-                    "segmentation": (0.79, False), "style_gogh": (0.5, True), "style_munch": (0.6, False)}
-    assert quality_bars({"reconstruction": {"psnr": 30.0}})[0]["holds"]
+    assert bars == {"reconstruction": (30.0, True), "restoration": (4.0, False), "completion": (4.0, True),
+                    "segmentation": (0.84, False), "style_gogh": (0.4, True), "style_munch": (0.5, False)}
+    assert not quality_bars({"reconstruction": {"psnr": 29.9}})[0]["holds"]
 
 
 class ShiftByStrength(torch.nn.Module):
