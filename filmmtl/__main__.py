@@ -89,6 +89,9 @@ def evaluate(args):
     from filmmtl.tasks import TASKS, TaskSpace
     from filmmtl.train import load_model, resolve_device
     if args.out:
+        if Path(args.out).exists() and not args.overwrite:
+            raise SystemExit(f"{args.out} exists: pass --overwrite to replace it, or choose another --out "
+                             "(nothing was overwritten)")
         check_writable(args.out)
     device = resolve_device(args.device)
     model, cfg, provenance = load_model(args.checkpoint, device)
@@ -172,7 +175,8 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--data", choices=("scenes", "sbd", "voc"))
     p.add_argument("--data-root")
-    p.add_argument("--out", help="write the JSON report here too")
+    p.add_argument("--out", help="write the JSON report here too (an existing file only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="let --out replace an existing report")
     p.set_defaults(func=evaluate)
 
     p = sub.add_parser("demo", help=demo.__doc__, description=demo.__doc__)

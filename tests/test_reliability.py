@@ -64,6 +64,16 @@ def test_export_updates_only_its_own_manifest_line(trained, tmp_path):
     assert set(read_manifest(shipped)) == {"a.pt", "b.pt"}
 
 
+def test_evaluate_never_overwrites_a_report_unasked(trained, tmp_path, capsys):
+    report = tmp_path / "report.json"
+    report.write_text("an earlier result")
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(["evaluate", "--checkpoint", str(trained), "--n", "2", "--out", str(report)])
+    assert report.read_text() == "an earlier result"
+    main(["evaluate", "--checkpoint", str(trained), "--n", "2", "--out", str(report), "--overwrite"])
+    assert json.loads(report.read_text())["scores"]
+
+
 def test_unlisted_file_and_malformed_manifest_line(trained, tmp_path):
     shipped = tmp_path / "shipped"
     export_checkpoint(trained, shipped / "a.pt", "cmd")
