@@ -20,12 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+from filmmtl.checkpoints import ADDED_FIELDS
+from filmmtl.profiles import LITERAL
+
 SMALL_INIT = dict(generator_init_std=0.01)
 BALANCED = dict(SMALL_INIT, balance="grad_norm")
-# name -> config overrides of the course profile. "shipped" is the design of the networks shipped before
-# the study; "paper" is the paper's network taken literally (no output-layer departures).
+# name -> config overrides of the course profile, on top of SHIPPED: the design of the networks shipped
+# before the study (input skip only). "paper" is the paper's network taken literally.
+SHIPPED = {k: v for k, v in ADDED_FIELDS.items() if k in LITERAL}
 VARIANTS = {
-    "paper": dict(input_skip=False),
+    "paper": LITERAL,
     "shipped": dict(),
     "small_init": SMALL_INIT,
     "balance": BALANCED,
@@ -45,12 +49,12 @@ VARIANTS = {
 def run_variant(name, steps, out):
     """Train (or resume) one variant and write its scores."""
     import torch
-    from filmmtl.evaluate import job_inputs, quality_bars, strength_sweep, sweep_distances
+    from filmmtl.evaluate import job_inputs, json_ready, quality_bars, strength_sweep, sweep_distances
     from filmmtl.models import count_parameters
     from filmmtl.train import Trainer
     torch.set_num_threads(1)
     checkpoint = out / f"{name}.pt"
-    trainer = Trainer(profile="course", quiet=True, steps=steps, **VARIANTS[name])
+    trainer = Trainer(profile="course", quiet=True, steps=steps, **{**SHIPPED, **VARIANTS[name]})
     if checkpoint.exists():
         trainer.load(checkpoint)
     start, resumed_at = time.time(), trainer.step_count
@@ -67,7 +71,7 @@ def run_variant(name, steps, out):
         "quality_bars": quality_bars(scores),
         "restoration_slider": to_start[-1] / float((noisy - images).square().mean()),
     }
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.json").write_text(json.dumps(json_ready(result), indent=1, allow_nan=False))
 
 
 def row(result):

@@ -22,9 +22,10 @@ from filmmtl.tasks import PAPER_TASKS
 
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
-    input_skip=True, feature_skips=[], output_scale="none", output_gate=False,
-    generator_init_std=None, base_checkpoint=None,
-    balance="none", balance_cap=10.0, max_loss=1e5,
+    # The output layer and training design chosen by bench/design_study.py (README, "Decisions"); LITERAL
+    # below switches every departure off.
+    input_skip=True, feature_skips=[], output_scale="std", output_gate=True, generator_init_std=0.01,
+    balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
@@ -40,6 +41,9 @@ PROFILES = {
 }
 
 
+# The paper's network taken literally: none of the project's departures (see README, "Decisions").
+LITERAL = dict(input_skip=False, feature_skips=[], output_scale="none", output_gate=False, generator_init_std=None,
+               balance="none")
 MIX_KEYS = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
 ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
 # The networks of the paper's experiments, as config overrides (``train --recipe NAME``). The mixing
@@ -50,6 +54,7 @@ ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
 COMPARED = "comparison"
 RECIPES = {
     "proposed": dict(method=3, mixes=MIX_KEYS),
+    "proposed_literal": dict(method=3, mixes=MIX_KEYS, **LITERAL),
     "proposed_compared": dict(method=3, mixes=MIX_KEYS, steps=COMPARED),
     "method1": dict(method=1, mixes=MIX_KEYS, steps=COMPARED),
     "method2": dict(method=2, mixes=MIX_KEYS, steps=COMPARED),

@@ -82,3 +82,16 @@ def test_table2_has_every_paper_row_and_both_numbers(tmp_path):
     text = write_table2(rows, tmp_path, {"profile": "smoke", "fid_network": "unavailable"})
     assert text.startswith("provenance: profile=smoke") and "30 (8.514)" in text
     assert (tmp_path / "table2.csv").read_text().startswith("# provenance: profile=smoke")
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SIZES))
+def test_the_literal_design_switches_back_to_the_papers_exact_sizes(name):
+    """Every departure off (profiles.LITERAL): the eight networks built from a paper-profile config have the
+    paper's parameter counts; the project's default design adds only the output gate's 4 channels."""
+    from filmmtl.profiles import LITERAL, make_config
+    from filmmtl.train import model_from_config
+    literal = model_from_config(make_config("paper", model=name, **LITERAL))
+    assert count_parameters(literal) == PAPER_SIZES[name]
+    default = model_from_config(make_config("paper", model=name))
+    gates = {"single": 6, "sharedenc": 6}.get(name, 1) * 10_372 * make_config("paper")["output_gate"]
+    assert count_parameters(default) == PAPER_SIZES[name] + gates
