@@ -168,6 +168,9 @@ def validate_config(config):
     for key, (check, accepted) in _checks().items():
         if not check(config.get(key)):
             raise ValueError(f"config field {key!r} must be {accepted}; got {config.get(key)!r}")
+    if config["balance"] == "grad_norm" and config["mixed_batch"]:
+        raise ValueError("balance='grad_norm' scales each step's gradient by its job's, so it needs one job per "
+                         "step: set mixed_batch=False, or balance='none'")
     jobs = set(config["tasks"]) | (set(config["mixes"]) if config["method"] in (2, 3) else set())
     weights = config["task_weights"] or {}
     unknown = sorted(set(weights) - jobs)

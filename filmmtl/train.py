@@ -80,9 +80,6 @@ class Trainer:
         self.jobs = list(self.space.keys) + (list(cfg["mixes"]) if cfg["method"] in (2, 3) else [])
         weights = cfg["task_weights"] or {}
         self.job_weights = torch.tensor([float(weights.get(j, 1.0)) for j in self.jobs])
-        if cfg["balance"] == "grad_norm" and cfg["mixed_batch"]:
-            raise ValueError("balance='grad_norm' scales each step's gradient by its job's: it needs one job per "
-                             "step (mixed_batch=False)")
         self.balance_ema = {}  # job -> EMA of its gradient norm (balance="grad_norm")
         self.step_count = 0
         self.history = []

@@ -47,13 +47,29 @@ def test_cosine_schedule_anneals_to_zero_and_drives_the_optimiser():
 
 @pytest.mark.parametrize("method", [1, 2, 3])
 def test_each_method_trains_and_method_1_never_sees_mixes(method):
-    trainer = smoke(mixes=MIXES, method=method, mixed_batch=True, steps=3, eval_every=0)
+    trainer = smoke(mixes=MIXES, method=method, mixed_batch=True, balance="none", steps=3, eval_every=0)
     before = weights(trainer).clone()
     trainer.fit()
     trained = {h["job"] for h in trainer.history if "loss" in h}
     assert not torch.equal(before, weights(trainer))
     assert (set(MIXES) & set(trainer.jobs)) == (set() if method == 1 else set(MIXES))
     assert trained <= set(trainer.jobs)
+
+
+def test_balancing_scales_a_job_towards_the_mean_gradient_norm():
+    """balance='grad_norm': a job whose gradient is smaller than the jobs' mean (EMA of norms) is scaled up."""
+    trainer = smoke(steps=1)
+    trainer.balance_ema = {"style_gogh": 4.0}
+    for p in trainer.model.parameters():
+        p.grad = torch.ones_like(p)
+    norm = float(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]).norm())
+    for p in trainer.model.parameters():
+        p.grad /= norm  # this job's gradient norm: 1
+    trainer.balance_gradient("restoration")
+    scaled = float(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]).norm())
+    assert trainer.balance_ema["restoration"] == pytest.approx(1.0, rel=1e-4) and scaled == pytest.approx(2.5, rel=1e-4)
+    with pytest.raises(ValueError, match="mixed_batch"):
+        smoke(mixed_batch=True, balance="grad_norm")
 
 
 def test_interrupted_run_resumes_exactly(tmp_path):
