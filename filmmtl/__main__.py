@@ -8,6 +8,7 @@ import ast
 import json
 import shlex
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -55,19 +56,21 @@ def train(args):
     if start >= trainer.config["steps"]:
         print(f"{out} is already complete at {start} steps; nothing to do")
         return
+    started = time.time()
     trainer.fit(checkpoint=out)
     if trainer.rank > 0:  # under torchrun, rank 0 writes
         return
     launcher = "torchrun --nproc_per_node %d -m filmmtl " % trainer.world_size if trainer.world_size > 1 else \
         "python -m filmmtl "
     sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
-               "provenance": trainer.provenance(), "steps": trainer.step_count}
+               "provenance": trainer.provenance(), "steps": trainer.step_count,
+               "wall_minutes": {"from_step": start, "minutes": round((time.time() - started) / 60, 1)}}
     atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     print(f"saved {out} after {trainer.step_count} steps")
 
 
 def export(args):
-    """Make a shippable fp16 copy of a checkpoint (with its command) and rewrite the sha256 manifest."""
+    """Make a shippable fp16 copy of a checkpoint (with its command) and update its line of the sha256 manifest."""
     from filmmtl.checkpoints import export_checkpoint
     source = Path(args.checkpoint)
     command = args.command
@@ -76,8 +79,11 @@ def export(args):
         if not sidecar.exists():
             raise SystemExit(f"{sidecar} is missing (train writes it beside the checkpoint, with the command that "
                              "made it); pass --command 'python -m filmmtl train ...' to record the command")
-        command = json.loads(sidecar.read_text())["command"]
-    print(f"saved {export_checkpoint(source, args.out, command)}")
+        made = json.loads(sidecar.read_text())
+        command, wall = made["command"], made.get("wall_minutes")
+    else:
+        wall = None
+    print(f"saved {export_checkpoint(source, args.out, command, wall)}")
 
 
 def evaluate(args):

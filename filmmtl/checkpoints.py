@@ -131,7 +131,7 @@ def verify(path):
                          "or retrain=True")
 
 
-def export_checkpoint(source, target, command):
+def export_checkpoint(source, target, command, wall_minutes=None):
     """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
     command that made it, with a .json beside it; the manifest entry of ``target`` alone is updated.
     Piggyback's real-valued mask scores are stored as the binary masks inference uses (fp16 rounding near
@@ -155,7 +155,7 @@ def export_checkpoint(source, target, command):
     check_writable(target)
     atomic_write(target, lambda tmp: torch.save(small, tmp))
     sidecar = {"command": command, "config": state["config"], "provenance": state["provenance"],
-               "steps": state["step"]}
+               "steps": state["step"], "wall_minutes": wall_minutes}
     atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     update_manifest(target.parent, target.name)
     return target
