@@ -23,10 +23,13 @@ def notebook_paths(only=None):
 
 
 def strip_widget_state(path):
-    """Drop saved widget state (it bloats the file and is useless without a live kernel)."""
+    """Drop saved widget state (it bloats the file and is useless without a live kernel) and the paths of
+    this machine that papermill records in the metadata."""
     import nbformat
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)

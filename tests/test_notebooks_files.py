@@ -1,4 +1,5 @@
 """The committed notebooks as files: no machine's path in them, and a Colab first cell that works."""
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ MACHINE_PATH = re.compile(r"(?<![\w.:/])/(?:home|work|tmp|root|Users|private|var
 
 
 def texts(nb):
+    yield json.dumps(nb.metadata)
     for cell in nb.cells:
         yield cell.source
         for output in cell.get("outputs", []):
