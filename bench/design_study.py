@@ -25,6 +25,7 @@ from filmmtl.profiles import LITERAL
 
 SMALL_INIT = dict(generator_init_std=0.01)
 BALANCED = dict(SMALL_INIT, balance="grad_norm")
+FAVOUR_L2 = dict(completion=3.0, restoration=3.0, segmentation=2.0)
 # name -> config overrides of the course profile, on top of SHIPPED: the design of the networks shipped
 # before the study (input skip only). "paper" is the paper's network taken literally.
 SHIPPED = {k: v for k, v in ADDED_FIELDS.items() if k in LITERAL}
@@ -43,6 +44,11 @@ VARIANTS = {
     "gate_std_skip0": dict(SMALL_INIT, output_scale="std", output_gate=True, feature_skips=[0]),
     "gate_std_balance": dict(BALANCED, output_scale="std", output_gate=True),
     "gate_std_skip0_balance": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0]),
+    # Sampling weights: the tasks that miss their bars (and cost an L2 step, a quarter of a perceptual one)
+    # are drawn more often.
+    "gate_std_balance_weighted": dict(BALANCED, output_scale="std", output_gate=True, task_weights=FAVOUR_L2),
+    "gate_std_skip0_balance_weighted": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
+                                            task_weights=FAVOUR_L2),
 }
 
 

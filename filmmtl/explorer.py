@@ -7,13 +7,16 @@ Colab. Each change re-runs the network once and writes PNG bytes into fixed-size
 """
 import io
 import os
+import time
 
 import ipywidgets as widgets
 import numpy as np
 import torch
 from PIL import Image
 
+from filmmtl.evaluate import job_inputs
 from filmmtl.plots import image_grid
+from filmmtl.tasks import TASKS, unchanged
 
 
 def headless():
@@ -59,8 +62,17 @@ def upload_to_tensor(upload_value, size):
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
 
 
+CLEAN = "clean image"
+
+
 class Explorer:
-    """Sliders -> task vector -> output image and FiLM parameters, for chosen or uploaded images."""
+    """Sliders -> task vector -> output image and FiLM parameters, for chosen or uploaded images.
+
+    The *input* menu degrades the image the way a task's training inputs were degraded (a hole for
+    completion, noise for restoration; seeded, so the same image always gets the same hole); moving the
+    slider of such a task selects its input while the menu says "clean image". *reset* returns every
+    control to the start. The label under the images reports how long the last output took.
+    """
 
     def __init__(self, model, space, images, mixes=(), display_size=192):
         self.model, self.space, self.images = model.eval(), space, images
@@ -71,14 +83,27 @@ class Explorer:
         self.mix_strength = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="mix strength",
                                                 continuous_update=False)
         self.image_choice = widgets.Dropdown(options=list(range(len(images))), description="test image")
+        degraded = [k for k in space.keys if TASKS[k].make_input is not unchanged]
+        self.degradation = widgets.Dropdown(options=[CLEAN] + degraded, description="input")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="your image")
+        self.reset_button = widgets.Button(description="reset", tooltip="all strengths 0, clean test image 0")
         self.input_view = widgets.Image(format="png", width=display_size, height=display_size)
         self.output_view = widgets.Image(format="png", width=display_size, height=display_size)
         self.film_view = widgets.Image(format="png")
+        self.timing = widgets.Label()
+        # DOM classes by which a browser test (tests/test_browser.py) finds the views and sliders.
+        for name, w in [("input", self.input_view), ("output", self.output_view), ("timing", self.timing),
+                        ("reset", self.reset_button), *[(f"slider-{k}", v) for k, v in self.sliders.items()]]:
+            w.add_class(f"filmmtl-{name}")
         self.uploaded = None
-        for w in [*self.sliders.values(), self.mix, self.mix_strength, self.image_choice]:
+        self.seconds = None  # how long the last output took
+        self.holding = False  # True while reset sets many widgets: one update at the end
+        for key, slider in self.sliders.items():
+            slider.observe(lambda change, key=key: self.on_slider(key, change), names="value")
+        for w in [self.mix, self.mix_strength, self.image_choice, self.degradation]:
             w.observe(self.update, names="value")
         self.upload.observe(self.on_upload, names="value")
+        self.reset_button.on_click(self.reset)
         self.update()
 
     def vector(self):
@@ -91,35 +116,70 @@ class Explorer:
     def current_image(self):
         return self.uploaded if self.uploaded is not None else self.images[self.image_choice.value]
 
+    def network_input(self):
+        """The current image, degraded as the *input* menu says (what the network receives)."""
+        image = self.current_image()
+        if self.degradation.value == CLEAN:
+            return image
+        return job_inputs(self.degradation.value, image[None])[0][0]
+
     @torch.no_grad()
     def render(self, image, c):
         """The network's output for one image and one task vector (what every view shows)."""
         device = next(self.model.parameters()).device
         return self.model(image[None].to(device), c.to(device))[0].float().clamp(0, 1).cpu()
 
+    def on_slider(self, key, change):
+        if change["new"] > 0 and self.degradation.value == CLEAN and key in self.degradation.options:
+            self.degradation.value = key  # its own observer updates the views
+        else:
+            self.update()
+
     def on_upload(self, change):
         self.uploaded = upload_to_tensor(change["new"], self.images.shape[-1])
         self.update()
 
+    def reset(self, button=None):
+        self.holding = True
+        for slider in [*self.sliders.values(), self.mix_strength]:
+            slider.value = 0.0
+        self.mix.value, self.image_choice.value, self.degradation.value = "(no mix)", 0, CLEAN
+        self.uploaded = None
+        self.holding = False
+        self.update()
+
     def update(self, change=None):
-        image, c = self.current_image(), self.vector()
+        if self.holding:
+            return
+        image, c = self.network_input(), self.vector()
+        start = time.perf_counter()
+        output = self.render(image, c)
+        self.seconds = time.perf_counter() - start
         self.input_view.value = image_png(image, self.display_size)
-        self.output_view.value = image_png(self.render(image, c), self.display_size)
+        self.output_view.value = image_png(output, self.display_size)
+        self.timing.value = f"output in {1000 * self.seconds:.0f} ms"
         if hasattr(self.model, "film"):
             with torch.no_grad():
                 gamma, beta = self.model.film(c)
             self.film_view.value = film_png(gamma, beta)
 
     def widget(self):
-        controls = widgets.VBox([self.image_choice, self.upload, *self.sliders.values(), self.mix,
-                                 self.mix_strength])
-        views = widgets.VBox([widgets.HBox([self.input_view, self.output_view]),
+        controls = widgets.VBox([self.image_choice, self.upload, self.degradation, *self.sliders.values(),
+                                 self.mix, self.mix_strength, self.reset_button])
+        titled = lambda title, view: widgets.VBox([widgets.Label(title), view])
+        views = widgets.VBox([widgets.HBox([titled("input (what the network receives)", self.input_view),
+                                            titled("output", self.output_view)]),
+                              self.timing,
                               widgets.Label("FiLM gamma (top) and beta (bottom) of all channels"), self.film_view])
         return widgets.HBox([controls, views])
 
     def static_grid(self, image_index=0, strengths=(0.0, 0.25, 0.5, 0.75, 1.0), jobs=None):
-        """What the sliders would show, drawn once: one row per task or mix, one column per strength."""
+        """What the sliders would show, drawn once: one row per task or mix (on that job's own degraded
+        input, as the *input* menu selects it), one column per strength."""
         jobs = jobs or list(self.space.keys[1:]) + [m for m in self.mix.options if m != "(no mix)"]
         image = self.images[image_index]
-        rows = [torch.stack([self.render(image, s * self.space.vector(job)) for s in strengths]) for job in jobs]
+        rows = []
+        for job in jobs:
+            degraded = job_inputs(job, image[None])[0][0]
+            rows.append(torch.stack([self.render(degraded, s * self.space.vector(job)) for s in strengths]))
         return image_grid(rows, row_titles=jobs, col_titles=[f"strength {s:g}" for s in strengths])

@@ -8,6 +8,7 @@ from PIL import Image
 
 from filmmtl import session as session_module
 from filmmtl.session import estimate_training_seconds
+from filmmtl.evaluate import job_inputs
 from filmmtl.explorer import Explorer, image_png
 from filmmtl.models import build
 from filmmtl.tasks import TaskSpace
@@ -57,6 +58,35 @@ def test_upload_replaces_the_test_image(explorer, version):
     explorer.on_upload({"new": value})
     assert explorer.uploaded.shape == (3, 32, 32)
     assert decode(explorer.input_view.value).mean() == pytest.approx(200, abs=1)
+
+
+def test_a_restoration_slider_feeds_the_network_a_noisy_image(explorer):
+    """Restoring the clean image would show nothing: the slider selects restoration's own degraded input."""
+    explorer.image_choice.value = 1
+    explorer.sliders["restoration"].value = 1.0
+    assert explorer.degradation.value == "restoration"
+    noisy = job_inputs("restoration", explorer.images[1:2])[0]
+    assert not torch.equal(noisy, explorer.images[1:2])
+    assert np.array_equal(decode(explorer.input_view.value), decode(image_png(noisy[0], 32)))
+    with torch.no_grad():
+        expected = explorer.model(noisy, explorer.vector())[0].clamp(0, 1)
+    assert np.array_equal(decode(explorer.output_view.value), decode(image_png(expected, 32)))
+    explorer.sliders["completion"].value = 0.5  # an input is already chosen: the menu stays
+    assert explorer.degradation.value == "restoration"
+
+
+def test_reset_returns_every_control_to_the_start(explorer):
+    start = explorer.output_view.value, explorer.input_view.value
+    explorer.image_choice.value = 2
+    explorer.sliders["style_munch"].value = 0.6
+    explorer.sliders["completion"].value = 1.0
+    explorer.mix.value, explorer.mix_strength.value = "restoration+style_gogh", 0.3
+    explorer.reset()
+    assert explorer.vector().tolist() == [0] * 6
+    assert (explorer.degradation.value, explorer.mix.value, explorer.image_choice.value) == \
+        ("clean image", "(no mix)", 0)
+    assert (explorer.output_view.value, explorer.input_view.value) == start
+    assert explorer.timing.value.startswith("output in ") and explorer.seconds > 0
 
 
 def test_static_grid_has_a_row_per_task_and_mix(explorer):
