@@ -166,7 +166,8 @@ class Explorer:
     def widget(self):
         controls = widgets.VBox([self.image_choice, self.upload, self.degradation, *self.sliders.values(),
                                  self.mix, self.mix_strength, self.reset_button])
-        titled = lambda title, view: widgets.VBox([widgets.Label(title), view])
+        titled = lambda title, view: widgets.VBox([widgets.Label(title, layout=widgets.Layout(width=view.width + "px")),
+                                                   view])
         views = widgets.VBox([widgets.HBox([titled("input (what the network receives)", self.input_view),
                                             titled("output", self.output_view)]),
                               self.timing,

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from filmmtl.data import load_style
+from filmmtl.models import SKIP_TARGETS
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 
@@ -98,5 +99,57 @@ def film_map(model, vectors):
         ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("principal direction 1"), ax.set_ylabel("principal direction 2")
     ax.set_title("FiLM parameters per task vector (PCA)")
+    fig.tight_layout()
+    return fig
+
+
+def network_diagram(model, title=None):
+    """The backbone drawn from ``model`` itself: one box per convolution (height = resolution, label =
+    kernel / stride / channels), residual blocks bracketed, and each layer whose instance norm is
+    modulated by FiLM marked and fed by the generator ``c -> (gamma, beta)`` drawn underneath."""
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+    backbone = model.backbone if hasattr(model, "backbone") else model
+    film_layers = set(getattr(model, "film_layers", ()))
+    convs = list(backbone.convs) + [backbone.last]
+    fig, ax = plt.subplots(figsize=(13, 3.6))
+    scale, x = 1.0, 0.0
+    centres = []
+    for i, layer in enumerate(convs):
+        conv = layer.conv
+        if layer.upsample:
+            scale *= 2
+        scale /= conv.stride[0]
+        height = 1.6 * scale
+        last = i == len(convs) - 1
+        ax.add_patch(Rectangle((x, 1.5 - height / 2), 0.7, height, facecolor="0.85" if last else "C0",
+                               alpha=0.9, edgecolor="k"))
+        label = f"{conv.kernel_size[0]}x{conv.kernel_size[0]}" + (f"/{conv.stride[0]}" if conv.stride[0] > 1 else "") \
+            + (" up" if layer.upsample else "") + f"\n{conv.out_channels}"
+        ax.text(x + 0.35, 1.5 + height / 2 + 0.08, label, ha="center", va="bottom", fontsize=7)
+        if i in film_layers:
+            ax.plot(x + 0.35, 0.35, "o", color="C3", ms=7)
+            ax.add_patch(FancyArrowPatch((x + 0.35, 0.42), (x + 0.35, 1.5 - height / 2), arrowstyle="-|>",
+                                         mutation_scale=8, color="C3", lw=0.8))
+        centres.append(x + 0.35)
+        x += 1.0
+    for i in range(3, 13, 2):  # residual blocks: the skip over layers i and i + 1
+        ax.annotate("", (centres[i + 1] + 0.45, 2.25), (centres[i] - 0.45, 2.25),
+                    arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.5", color="0.4", lw=0.8))
+    for source in getattr(backbone, "feature_skips", ()):
+        ax.annotate("", (centres[SKIP_TARGETS[source]] + 0.3, 2.75), (centres[source] + 0.3, 2.75),
+                    arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.15", color="C2", lw=1))
+    if film_layers:
+        ax.plot([centres[min(film_layers)], centres[max(film_layers)]], [0.35, 0.35], color="C3", lw=2)
+        ax.text(centres[0] - 0.9, 0.35, "c -> Linear ->\n(gamma, beta)", ha="right", va="center", fontsize=8,
+                color="C3")
+    output = "output = input + correction" if backbone.input_skip else "output = last convolution"
+    if backbone.output_gate:
+        output = "output = a(x + std(x) r) + (1 - a) d" if backbone.output_scale == "std" else "gated output"
+    ax.text(centres[-1] + 0.6, 1.5, f"{output}", ha="left", va="center", fontsize=8)
+    ax.text(centres[0] - 0.6, 1.5, "image", ha="right", va="center", fontsize=8)
+    n_film = len(film_layers)
+    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {n_film} FiLM sites (red), "
+                 "box height = resolution", fontsize=9)
+    ax.set_xlim(centres[0] - 2.6, centres[-1] + 4.2), ax.set_ylim(0, 3.4), ax.axis("off")
     fig.tight_layout()
     return fig
