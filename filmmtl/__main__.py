@@ -144,6 +144,15 @@ def notebooks(args):
     run_all(profile=args.profile, out=args.out, only=args.only)
 
 
+def exercises(args):
+    """Write the student copies of the notebooks (nbgrader blanks the solutions) to notebooks/exercises."""
+    from filmmtl.exercises import EXERCISES, write
+    stale = write(check=args.check)
+    if args.check and stale:
+        raise SystemExit(f"out of date: {', '.join(p.name for p in stale)}; run python -m filmmtl exercises")
+    print(f"{len(stale)} student copies {'out of date' if args.check else 'written'} in {EXERCISES}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m filmmtl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,6 +204,10 @@ def main(argv=None):
     p.add_argument("--out", default="results")
     p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
     p.set_defaults(func=notebooks)
+
+    p = sub.add_parser("exercises", help=exercises.__doc__, description=exercises.__doc__)
+    p.add_argument("--check", action="store_true", help="only check that the copies are up to date")
+    p.set_defaults(func=exercises)
 
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
