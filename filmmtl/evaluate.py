@@ -4,11 +4,15 @@ Inputs are made with a generator seeded per job, so every model sees the same de
 Each task also reports the trivial answer's scores (``input_*``: the degraded input returned as is).
 """
 import functools
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import torch
 
 from filmmtl import metrics
+from filmmtl.checkpoints import atomic_write
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 EVAL_SEED = 1234
@@ -35,6 +39,46 @@ def fid_to_style(images, style):
 def job_inputs(job, images, seed=EVAL_SEED):
     g = torch.Generator().manual_seed(seed + sum(map(ord, job)))
     return make_input(job.split("+"), images, g)
+
+
+# The code whose change makes cached scores stale: a cache key includes a checksum of these files.
+SCORING_CODE = ("evaluate.py", "metrics.py", "tasks.py", "losses.py", "models.py", "baselines.py")
+
+
+def checksum(*tensors):
+    """sha256 of tensors' bytes (a network's weights, a test set): the identity of what is scored."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def evaluation_key(model, test_set, jobs, feature_net, fid):
+    """What evaluate's scores depend on: the weights, the test images and masks, the jobs, the feature
+    network, the FID sample count and the scoring code."""
+    here = Path(__file__).parent
+    images, masks = test_set.batch(torch.arange(len(test_set)))
+    parts = [checksum(*model.state_dict().values()), checksum(images, masks), ",".join(jobs), str(feature_net),
+             str(fid), (metrics.fid_network_source() or "no-fid") if fid else "no-fid"]
+    parts += [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in SCORING_CODE]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu"):
+    """``evaluate`` remembered in ``cache_dir``: a re-run with unchanged networks, test set and scoring code
+    reads the scores back (seconds instead of minutes); any change to them is a new key. Returns
+    (scores, whether they came from the cache)."""
+    feature_net = getattr(perceptual, "feature_net", None)
+    path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, fid)}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text()), True
+        except json.JSONDecodeError:  # a damaged cache file is scored again and replaced
+            pass
+    text = json.dumps(evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return json.loads(text), False  # the same values a later read of the cache gives
 
 
 @torch.no_grad()

@@ -1,0 +1,34 @@
+"""Notebook 04's evaluation cache: keyed by the network's weights, the test set, the jobs and FID count."""
+import torch
+
+from filmmtl.data import load_dataset
+from filmmtl.evaluate import evaluate, evaluate_cached
+from filmmtl.models import build
+from filmmtl.tasks import TaskSpace
+
+
+def test_cache_returns_the_same_scores_and_notices_every_change(tmp_path):
+    model = build("proposed", width=0.25).eval()
+    space, test = TaskSpace(), load_dataset("scenes", "test", 32, 6)
+    jobs = ["reconstruction", "restoration", "segmentation"]
+    first, cached = evaluate_cached(tmp_path, model, space, test, jobs)
+    assert not cached
+    again, cached = evaluate_cached(tmp_path, model, space, test, jobs)
+    assert cached and again == first
+    fresh = evaluate(model, space, test, jobs)
+    assert again["restoration"]["psnr"] == fresh["restoration"]["psnr"]
+    with torch.no_grad():
+        model.backbone.last.conv.bias[0] += 0.01  # another network: scored again
+    assert not evaluate_cached(tmp_path, model, space, test, jobs)[1]
+    assert not evaluate_cached(tmp_path, model, space, test, jobs[:2])[1]
+    assert not evaluate_cached(tmp_path, model, space, load_dataset("scenes", "test", 32, 5), jobs)[1]
+    assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_damaged_cache_file_is_scored_again(tmp_path):
+    model, space, test = build("proposed", width=0.25).eval(), TaskSpace(), load_dataset("scenes", "test", 32, 4)
+    scores, _ = evaluate_cached(tmp_path, model, space, test, ["reconstruction"])
+    path = next(tmp_path.glob("*.json"))
+    path.write_text("{truncated")
+    again, cached = evaluate_cached(tmp_path, model, space, test, ["reconstruction"])
+    assert not cached and again == scores and path.read_text() != "{truncated"
