@@ -67,3 +67,26 @@ def test_a_committed_notebook_leaves_the_profile_to_auto(path):
     injected = [c.source for c in nbformat.read(path, as_version=4).cells
                 if "injected-parameters" in c.metadata.get("tags", [])]
     assert all('profile = "auto"' in source for source in injected if "profile" in source), injected
+
+
+ABOUT = re.compile(r"about (\d+(?:\.\d+)?) (s|min)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opening_cell_has_goals_source_runtime_and_exercise(path):
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    for part in ("**You will learn to**", "**Reproduces**", "Takeda & Yanai", "| course |", f"exercises/{path.name}"):
+        assert part in intro, f"{path.name}'s first cell lacks {part!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_runtime_table_agrees_with_the_committed_run(path):
+    """The committed notebooks are the course profile's run: its papermill duration must match one of the
+    course row's "about N s/min" figures within a factor 2.5 (a loaded machine is slower)."""
+    nb = nbformat.read(path, as_version=4)
+    row = next(line for line in nb.cells[0].source.splitlines() if line.startswith("| course |"))
+    claimed = [float(n) * (60 if unit == "min" else 1) for n, unit in ABOUT.findall(row)]
+    measured = nb.metadata["papermill"]["duration"]
+    assert nb.metadata["papermill"]["parameters"].get("profile") in ("course", "auto")
+    assert any(c / 2.5 <= measured <= c * 2.5 for c in claimed), \
+        f"{path.name}: the table says {row!r}, the committed run took {measured:.0f} s"
