@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from filmmtl.checkpoints import ADDED_FIELDS
-from filmmtl.profiles import LITERAL
+from filmmtl.profiles import LITERAL, ONLY
 
 SMALL_INIT = dict(generator_init_std=0.01)
 BALANCED = dict(SMALL_INIT, balance="grad_norm")
@@ -49,6 +49,17 @@ VARIANTS = {
     "gate_std_balance_weighted": dict(BALANCED, output_scale="std", output_gate=True, task_weights=FAVOUR_L2),
     "gate_std_skip0_balance_weighted": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
                                             task_weights=FAVOUR_L2),
+    # CPU speed (issue: adopt a setting only if the scores stay within seed noise): bf16 autocast, and the
+    # same recipe with another seed to show the noise.
+    "gate_std_skip0_balance_weighted_bf16": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
+                                                 task_weights=FAVOUR_L2, amp=True),
+    "gate_std_skip0_balance_weighted_seed1": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
+                                                  task_weights=FAVOUR_L2, seed=1),
+    # Ceilings: the same network trained on one task only (the other columns are then meaningless).
+    "only_completion": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
+                            task_weights=ONLY("completion")),
+    "only_restoration": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
+                             task_weights=ONLY("restoration")),
 }
 
 

@@ -239,6 +239,7 @@ def json_ready(report):
 
 COLUMNS = {"proposed_compared": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",
            "piggyback1": "Piggyback1", "piggyback2": "Piggyback2", "single": "Single", "sharedenc": "SharedEnc"}
+UNCHANGED = "input unchanged"
 
 
 def paper_table():
@@ -272,6 +273,10 @@ def table2(results, sizes, provenance):
                     ours = "unavailable" if provenance.get("fid_network") == "unavailable" else "-"
             entry[column] = ours
             entry[column + " (paper)"] = paper[column]
+        # The trivial answer (the degraded input returned unchanged): what every network must beat.
+        inputs = [r[job].get(f"input_{metric_key[metric]}") for r in results.values()
+                  if metric != "parameters" and job in r]
+        entry[UNCHANGED] = inputs[0] if inputs else None
         rows.append(entry)
     return rows
 
@@ -298,12 +303,13 @@ def write_table2(rows, folder, provenance):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    header = "| row | metric | " + " | ".join(COLUMNS.values()) + " |"
-    lines = [line, "", "Each cell: ours (paper). Our PSNR is in dB; the paper's PSNR column is shown as printed.",
-             "", header, "|" + "---|" * (len(COLUMNS) + 2)]
+    header = "| row | metric | " + " | ".join(COLUMNS.values()) + f" | {UNCHANGED} |"
+    lines = [line, "", "Each cell: ours (paper). Our PSNR is in dB; the paper's PSNR column is shown as printed. "
+             f"{UNCHANGED}: the score of the degraded input itself (ours only).",
+             "", header, "|" + "---|" * (len(COLUMNS) + 3)]
     for r in rows:
         cells = [f"{format_cell(r[c])} ({format_cell(r[c + ' (paper)'])})" if r[c + " (paper)"] is not None
                  else format_cell(r[c]) for c in COLUMNS.values()]
-        lines.append(f"| {r['row']} | {r['metric']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['row']} | {r['metric']} | " + " | ".join(cells + [format_cell(r[UNCHANGED])]) + " |")
     (folder / "table2.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)

@@ -71,7 +71,8 @@ def test_piggyback_starts_as_its_base_and_trains_only_masks_and_scales():
 
 
 def test_table2_has_every_paper_row_and_both_numbers(tmp_path):
-    results = {r: {"reconstruction": {"psnr": 30.0, "ssim": 0.9}, "style_gogh": {"gram": 1.0}} for r in COLUMNS}
+    results = {r: {"reconstruction": {"psnr": 30.0, "ssim": 0.9, "input_psnr": 99.0}, "style_gogh": {"gram": 1.0}}
+               for r in COLUMNS}
     results["proposed_compared"]["style_gogh"]["fid"] = 123.4
     rows = table2(results, {r: 1000 + i for i, r in enumerate(COLUMNS)}, {"fid_network": "unavailable"})
     assert len(rows) == len(paper_table()) == 18
@@ -80,7 +81,9 @@ def test_table2_has_every_paper_row_and_both_numbers(tmp_path):
     gogh = next(r for r in rows if r["row"] == "task4_style_gogh")
     assert gogh["Proposed"] == 123.4 and gogh["EncIN"] == "unavailable"
     text = write_table2(rows, tmp_path, {"profile": "smoke", "fid_network": "unavailable"})
+    assert recon["input unchanged"] == 99.0 and rows[1]["input unchanged"] is None  # SSIM: not scored here
     assert text.startswith("provenance: profile=smoke") and "30 (8.514)" in text
+    assert "| input unchanged |" in text.splitlines()[4] and text.splitlines()[6].endswith("| 99 |")
     assert (tmp_path / "table2.csv").read_text().startswith("# provenance: profile=smoke")
 
 
