@@ -1,4 +1,6 @@
 """Figures the notebooks share: image grids, the task grid, loss curves, sweeps, FiLM parameter maps."""
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -151,5 +153,25 @@ def network_diagram(model, title=None):
     ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {n_film} FiLM sites (red), "
                  "box height = resolution", fontsize=9)
     ax.set_xlim(centres[0] - 2.6, centres[-1] + 4.2), ax.set_ylim(0, 3.4), ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def validation_curves(history):
+    """Each quality bar's value on the validation images as training went on, its threshold dashed: have
+    the scores stopped rising? None when the run recorded no validation (``eval_every=0``)."""
+    from filmmtl.evaluate import quality_bars
+    points = [(h["step"], quality_bars(h["scores"])) for h in history if h.get("job") == "validation"]
+    if not points:
+        return None
+    steps = [step for step, _ in points]
+    n = len(points[0][1])
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.9), squeeze=False)
+    for k, bar in enumerate(points[0][1]):
+        ax = axes[0, k]
+        ax.plot(steps, [bars[k]["value"] for _, bars in points], "o-", ms=3)
+        ax.axhline(bar["threshold"], ls="--", color="0.5", lw=1)
+        ax.set_title("\n".join([bar["job"]] + textwrap.wrap(bar["bar"], 28)), fontsize=7)
+        ax.set_xlabel("step", fontsize=7), ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
