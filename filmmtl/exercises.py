@@ -39,9 +39,10 @@ def student_copy(path):
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-        if "parameters" in cell.metadata.get("tags", []):
-            # The copies sit one folder deeper: keep the figures in the project's results folder.
-            cell.source = cell.source.replace('output_dir = "../results"', 'output_dir = "../../results"')
+        # The copies sit one folder deeper: keep the figures in the project's results folder, and let the
+        # Colab cell change into the copies' folder.
+        cell.source = cell.source.replace('output_dir = "../results"', 'output_dir = "../../results"').replace(
+            'os.chdir(os.path.join(HOME, "notebooks"))', 'os.chdir(os.path.join(HOME, "notebooks", "exercises"))')
     resources = {}
     nb, resources = ClearSolutions(enforce_metadata=True).preprocess(nb, resources)
     nb, resources = ClearOutput().preprocess(nb, resources)
