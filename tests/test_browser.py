@@ -98,8 +98,13 @@ def test_slider_in_jupyterlab_shows_the_networks_output(jupyterlab, tmp_path):
         page.locator(".jp-Notebook").wait_for(timeout=60_000)
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        output = page.locator("img.filmmtl-output")
-        output.wait_for(timeout=240_000)
+        try:
+            page.locator("img.filmmtl-output").wait_for(timeout=300_000)
+        except Exception:
+            page.screenshot(path=str(shots / "explorer-timeout.png"))
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+            pytest.fail(f"no explorer image after 5 min; screenshot {shots / 'explorer-timeout.png'}; cell errors "
+                        f"{[e[-500:] for e in errors]}; server log: {(tmp_path / 'jupyterlab.log').read_text()[-1500:]}")
         before = displayed(page, "img.filmmtl-output")
 
         readout = page.locator(".filmmtl-slider-style_gogh .widget-readout")
