@@ -96,8 +96,18 @@ def test_slider_in_jupyterlab_shows_the_networks_output(jupyterlab, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{jupyterlab}/lab/tree/{NOTEBOOK}?token={TOKEN}")
         page.locator(".jp-Notebook").wait_for(timeout=60_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        # Run All only once the kernel is idle: a request sent while it still starts can be dropped (seen on
+        # a loaded machine), so try again until a cell shows it has run or is running.
+        page.get_by_text(re.compile(r"ipykernel\) \| Idle")).wait_for(timeout=120_000)
+        started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
+        for _ in range(3):
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            try:
+                started.first.wait_for(timeout=60_000)
+                break
+            except Exception:
+                continue
         try:
             page.locator("img.filmmtl-output").wait_for(timeout=300_000)
         except Exception:
