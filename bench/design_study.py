@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 from filmmtl.checkpoints import ADDED_FIELDS
-from filmmtl.profiles import LITERAL, ONLY
+from filmmtl.profiles import FAVOUR_L2, LITERAL, ONLY
 
 SMALL_INIT = dict(generator_init_std=0.01)
 BALANCED = dict(SMALL_INIT, balance="grad_norm")
-FAVOUR_L2 = dict(completion=3.0, restoration=3.0, segmentation=2.0)
 # name -> config overrides of the course profile, on top of SHIPPED: the design of the networks shipped
 # before the study (input skip only). "paper" is the paper's network taken literally.
 SHIPPED = {k: v for k, v in ADDED_FIELDS.items() if k in LITERAL}
