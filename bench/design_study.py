@@ -54,6 +54,11 @@ VARIANTS = {
                                                  task_weights=FAVOUR_L2, amp=True),
     "gate_std_skip0_balance_weighted_seed1": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
                                                   task_weights=FAVOUR_L2, seed=1),
+    # Learning rate and batch size on top of the shipped design (fp32, as the row they compare with).
+    "gate_std_balance_weighted_lr2e-3": dict(BALANCED, output_scale="std", output_gate=True, task_weights=FAVOUR_L2,
+                                             lr=2e-3, amp=False),
+    "gate_std_balance_weighted_bs16": dict(BALANCED, output_scale="std", output_gate=True, task_weights=FAVOUR_L2,
+                                           batch_size=16, amp=False),
     # Ceilings: the same network trained on one task only (the other columns are then meaningless).
     "only_completion": dict(BALANCED, output_scale="std", output_gate=True, feature_skips=[0],
                             task_weights=ONLY("completion")),
