@@ -150,7 +150,7 @@ def exercises(args):
     stale = write(check=args.check)
     if args.check and stale:
         raise SystemExit(f"out of date: {', '.join(p.name for p in stale)}; run python -m filmmtl exercises")
-    print(f"{len(stale)} student copies {'out of date' if args.check else 'written'} in {EXERCISES}")
+    print(f"{len(stale)} student copies {'out of date' if args.check else 'rewritten'} in {EXERCISES}")
 
 
 def main(argv=None):

@@ -61,10 +61,10 @@ def copies():
 
 def write(check=False):
     """Write the student copies; with ``check`` only list those that are missing or out of date."""
-    stale = [p for p, text in copies().items() if not p.exists() or p.read_text() != text]
-    if check:
-        return stale
-    EXERCISES.mkdir(exist_ok=True)
-    for path, text in copies().items():
-        path.write_text(text)
+    wanted = copies()
+    stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
+    if not check:
+        EXERCISES.mkdir(exist_ok=True)
+        for path in stale:
+            path.write_text(wanted[path])
     return stale

@@ -147,10 +147,9 @@ def network_diagram(model, title=None):
     output = "output = input + correction" if backbone.input_skip else "output = last convolution"
     if backbone.output_gate:
         output = "output = a(x + std(x) r) + (1 - a) d" if backbone.output_scale == "std" else "gated output"
-    ax.text(centres[-1] + 0.6, 1.5, f"{output}", ha="left", va="center", fontsize=8)
+    ax.text(centres[-1] + 0.6, 1.5, output, ha="left", va="center", fontsize=8)
     ax.text(centres[0] - 0.6, 1.5, "image", ha="right", va="center", fontsize=8)
-    n_film = len(film_layers)
-    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {n_film} FiLM sites (red), "
+    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {len(film_layers)} FiLM sites (red), "
                  "box height = resolution", fontsize=9)
     ax.set_xlim(centres[0] - 2.6, centres[-1] + 4.2), ax.set_ylim(0, 3.4), ax.axis("off")
     fig.tight_layout()

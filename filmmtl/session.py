@@ -82,15 +82,19 @@ class Session:
         self._trained = {}   # recipe -> (model, config, provenance, history)
         self._trainers = {}  # recipe -> Trainer, for networks trained in this session
         self._perceptual = {}
+        self._test_sets = {}  # number of images -> test split
 
     def __repr__(self):
         return (f"Session(profile={self.profile!r}, device={str(self.device)!r}, size={self.config['size']}, "
                 f"width={self.config['width']}, data={self.config['data']!r}, retrain={self.retrain})")
 
     def test_set(self, n=None):
+        """The test split, loaded once per size (notebook 04 scores ten networks on it)."""
         cfg = self.config
-        return load_dataset(cfg["data"], "test", cfg["size"], n or cfg["n_test"], cfg["data_root"],
-                            cfg["data_seed"])
+        n = n or cfg["n_test"]
+        if n not in self._test_sets:
+            self._test_sets[n] = load_dataset(cfg["data"], "test", cfg["size"], n, cfg["data_root"], cfg["data_seed"])
+        return self._test_sets[n]
 
     def shipped(self, recipe):
         return SHIPPED / f"{recipe}.pt"
