@@ -41,7 +41,6 @@ VARIANTS = {
     "balance_skip0_std": dict(BALANCED, feature_skips=[0], output_scale="std"),
     "balance_skip01_lr2e-3": dict(BALANCED, feature_skips=[0, 1], lr=2e-3),
     "balance_skip01_bs16": dict(BALANCED, feature_skips=[0, 1], batch_size=16),
-    "balance_skip01_size96": dict(BALANCED, feature_skips=[0, 1], size=96),
     "gate_std": dict(SMALL_INIT, output_scale="std", output_gate=True),
     "gate_std_skip0": dict(SMALL_INIT, output_scale="std", output_gate=True, feature_skips=[0]),
     "gate_std_balance": dict(BALANCED, output_scale="std", output_gate=True),
@@ -57,9 +56,15 @@ VARIANTS = {
     # Learning rate and batch size on top of the shipped design.
     "gate_std_balance_weighted_lr2e-3": dict(WEIGHTED, lr=2e-3),
     "gate_std_balance_weighted_bs16": dict(WEIGHTED, batch_size=16),
+    # Completion's adversarial term (0.004, the authors' value): off, on top of the shipped design.
+    "gate_std_balance_weighted_no_adversarial": dict(WEIGHTED, adversarial_weight=0.0),
+    # Image size for the styles (scored at the size trained: the Gram ratio is per image, so it compares).
+    "gate_std_balance_weighted_size96": dict(WEIGHTED, size=96),
+    "gate_std_balance_weighted_size128": dict(WEIGHTED, size=128),
     # Ceilings: the same network trained on one task only (the other columns are then meaningless).
     "only_completion": dict(SKIP0_WEIGHTED, task_weights=ONLY("completion")),
     "only_restoration": dict(SKIP0_WEIGHTED, task_weights=ONLY("restoration")),
+    "only_completion_no_adversarial": dict(SKIP0_WEIGHTED, task_weights=ONLY("completion"), adversarial_weight=0.0),
 }
 
 

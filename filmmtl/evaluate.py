@@ -53,29 +53,30 @@ def checksum(*tensors):
     return digest.hexdigest()
 
 
-def evaluation_key(model, test_set, jobs, feature_net, fid):
-    """What evaluate's scores depend on: the weights, the test images and masks, the jobs, the feature
-    network, the FID sample count and the scoring code."""
+def evaluation_key(model, test_set, jobs, feature_net, fid, stylist=None):
+    """What evaluate's scores depend on: the weights (and the teachers' stylist's), the test images and masks,
+    the jobs, the feature network, the FID sample count and the scoring code."""
     here = Path(__file__).parent
     images, masks = test_set.batch(torch.arange(len(test_set)))
     parts = [checksum(*model.state_dict().values()), checksum(images, masks), ",".join(jobs), str(feature_net),
+             checksum(*stylist[0].state_dict().values()) if stylist else "own teachers",
              str(fid), (metrics.fid_network_source() or "no-fid") if fid else "no-fid"]
     parts += [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in SCORING_CODE]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu"):
+def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu", stylist=None):
     """``evaluate`` remembered in ``cache_dir``: a re-run with unchanged networks, test set and scoring code
     reads the scores back (seconds instead of minutes); any change to them is a new key. Returns
     (scores, whether they came from the cache)."""
     feature_net = getattr(perceptual, "feature_net", None)
-    path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, fid)}.json"
+    path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, fid, stylist)}.json"
     if path.exists():
         try:
             return json.loads(path.read_text()), True
         except json.JSONDecodeError:  # a damaged cache file is scored again and replaced
             pass
-    text = json.dumps(evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device))
+    text = json.dumps(evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return json.loads(text), False  # the same values a later read of the cache gives
@@ -104,9 +105,14 @@ def score_images(metrics_wanted, output, target, masks, region, perceptual, styl
 
 
 @torch.no_grad()
-def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu"):
+def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu",
+             stylist=None):
     """{job: {metric: value}} over the first ``n`` test images for each task or mix in ``jobs``;
-    ``fid`` > 0 adds FID on the first ``fid`` outputs of style tasks and mixes (Inception is slow on a CPU)."""
+    ``fid`` > 0 adds FID on the first ``fid`` outputs of style tasks and mixes (Inception is slow on a CPU).
+
+    A stylised mix's teacher (``teacher_l2``) is made with the network's own style output, as method 3
+    trains it, unless ``stylist`` = (network, its TaskSpace) gives one common style network, so that
+    several networks are measured against the same teacher images."""
     unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
     if unknown:
         raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
@@ -115,6 +121,7 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
     images, masks = test_set.batch(torch.arange(n))
+    style_net, style_space = stylist or (model, space)
     results = {}
     for job in jobs:
         parts = job.split("+")
@@ -123,7 +130,7 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
         styles = [TASKS[p].style for p in parts if TASKS[p].style]
         style = styles[0] if styles else None
         wanted = set().union(*(TASKS[p].metrics for p in parts))
-        stylise = lambda key, x: run(model, space.vector(key), x, batch_size)
+        stylise = lambda key, x: run(style_net, style_space.vector(key), x, batch_size)
         target = job_target(job, images, masks, stylise)
         values = {}
         if job in MIXES:
@@ -193,8 +200,20 @@ def quality_bars(scores):
             value = float(value_of(scores[job]))
             holds = value >= threshold if at_least else value <= threshold
             rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
-                         "value": round(value, 4), "threshold": threshold, "holds": holds})
+                         "value": round(value, 4), "threshold": threshold, "holds": holds, "at_least": at_least})
     return rows
+
+
+def gains_after(history, step):
+    """The quality bars a run still improved on after ``step``: (job, value at the last validation up to
+    ``step``, final value) for each bar whose final validation is better. None when the run has no
+    validation up to ``step`` and after it (``eval_every=0``, or a run shorter than ``step``)."""
+    points = [(h["step"], quality_bars(h["scores"])) for h in history if h.get("job") == "validation"]
+    before = [bars for at, bars in points if at <= step]
+    if not before or points[-1][0] <= step:
+        return None
+    return [(a["job"], a["value"], b["value"]) for a, b in zip(before[-1], points[-1][1])
+            if (b["value"] > a["value"]) == a["at_least"] and b["value"] != a["value"]]
 
 
 def strength_bars(model, space, images, jobs, batch_size=32):

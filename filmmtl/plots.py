@@ -156,21 +156,31 @@ def network_diagram(model, title=None):
     return fig
 
 
-def validation_curves(history):
+def validation_curves(history, stop=None):
     """Each quality bar's value on the validation images as training went on, its threshold dashed: have
-    the scores stopped rising? None when the run recorded no validation (``eval_every=0``)."""
+    the scores stopped rising? ``history`` is one run's, or {label: history} to overlay runs; ``stop`` marks
+    a step (dotted). None when no run recorded validation (``eval_every=0``)."""
     from filmmtl.evaluate import quality_bars
-    points = [(h["step"], quality_bars(h["scores"])) for h in history if h.get("job") == "validation"]
-    if not points:
+    runs = history if isinstance(history, dict) else {None: history}
+    curves = {label: [(h["step"], quality_bars(h["scores"])) for h in run if h.get("job") == "validation"]
+              for label, run in runs.items()}
+    curves = {label: points for label, points in curves.items() if points}
+    if not curves:
         return None
-    steps = [step for step, _ in points]
-    n = len(points[0][1])
-    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.9), squeeze=False)
-    for k, bar in enumerate(points[0][1]):
+    first = next(iter(curves.values()))[0][1]
+    fig, axes = plt.subplots(1, len(first), figsize=(2.3 * len(first), 2.9), squeeze=False)
+    for k, bar in enumerate(first):
         ax = axes[0, k]
-        ax.plot(steps, [bars[k]["value"] for _, bars in points], "o-", ms=3)
+        for label, points in curves.items():
+            ax.plot([step for step, _ in points], [bars[k]["value"] for _, bars in points], "o-", ms=3, label=label)
         ax.axhline(bar["threshold"], ls="--", color="0.5", lw=1)
+        if stop:
+            ax.axvline(stop, ls=":", color="C3", lw=1)
         ax.set_title("\n".join([bar["job"]] + textwrap.wrap(bar["bar"], 28)), fontsize=7)
         ax.set_xlabel("step", fontsize=7), ax.tick_params(labelsize=7)
+    if None not in curves:
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(curves), fontsize=7)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return fig
     fig.tight_layout()
     return fig

@@ -30,16 +30,16 @@ BASE = dict(
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
     eval_every=2000, n_val=64, checkpoint_every=2000, device="auto", amp="auto", channels_last="auto",
-    comparison_steps=40000,
+    comparison_draws=5000,
 )
 PROFILES = {
     "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=0, n_val=8,
-                  checkpoint_every=2, comparison_steps=4),
+                  checkpoint_every=2, comparison_draws=0.5),
     # amp=True: bf16 autocast also on a CPU (a course step 0.71x the fp32 time on 2 cores; scores at 1,500
     # steps within seed noise, README "Decisions"). The networks shipped before were trained in fp32
     # (their commands say so); `--set amp=False` reproduces them.
     "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=4000, eval_every=1000,
-                   n_val=64, checkpoint_every=500, comparison_steps=1000, amp=True),
+                   n_val=64, checkpoint_every=500, comparison_draws=200, amp=True),
     "paper": dict(),
 }
 
@@ -49,40 +49,65 @@ LITERAL = dict(input_skip=False, feature_skips=[], output_scale="none", output_g
                balance="none")
 MIX_KEYS = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
 ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
-# The networks of the paper's experiments, as config overrides (``train --recipe NAME``). The mixing
-# networks learn the six tasks and the three mixes of experiment 2 (the paper's experiment 2 used four
-# tasks; one task set for all keeps the methods and baselines comparable and the CPU budget small).
-# Experiments 2 and 3 compare networks trained for the profile's ``comparison_steps`` (course: 1,000, to
-# fit eleven networks into a CPU budget); "proposed_compared" is the proposed network at that budget.
-COMPARED = "comparison"
 # Sampling weights of the experiment-1 network (README "Decisions"): the tasks that miss their bars and cost
 # an L2 step (a quarter of a perceptual one) are drawn more often; the paper draws uniformly.
 FAVOUR_L2 = dict(completion=3.0, restoration=3.0, segmentation=2.0)
+# The networks of the paper's experiments, as config overrides (``train --recipe NAME``). The mixing
+# networks learn the six tasks and the three mixes of experiment 2 (the paper's experiment 2 used four
+# tasks; one task set for all keeps the methods and baselines comparable and the CPU budget small).
+# Experiments 2 and 3 compare networks like with like: each draws every task equally often. A compared
+# network trains ``comparison_draws`` steps per unit of sampling weight (FAVOUR_L2, 1 for the others) over
+# the jobs it learns: course 200, so a network with the three mixes (weight 14) trains 2,800 steps and one
+# with the six tasks only (weight 11) 2,200, and each draws reconstruction about 200 times, completion 600.
+# "proposed_compared" is the proposed network at that budget. Piggyback's base networks (one task each)
+# train as many steps as a six-task network, all on their task.
+COMPARED = "comparison"
+COMPARISON = dict(steps=COMPARED, task_weights=FAVOUR_L2)
 RECIPES = {
     "proposed": dict(method=3, mixes=MIX_KEYS, task_weights=FAVOUR_L2),
     "proposed_literal": dict(method=3, mixes=MIX_KEYS, **LITERAL),
-    "proposed_compared": dict(method=3, mixes=MIX_KEYS, steps=COMPARED),
-    "method1": dict(method=1, mixes=MIX_KEYS, steps=COMPARED),
-    "method2": dict(method=2, mixes=MIX_KEYS, steps=COMPARED),
-    "encin": dict(model="encin", method=3, mixes=MIX_KEYS, steps=COMPARED),
-    "sgn": dict(model="sgn", method=3, mixes=MIX_KEYS, steps=COMPARED),
-    "sgn_bias": dict(model="sgn_bias", method=3, mixes=MIX_KEYS, steps=COMPARED),
-    "single": dict(model="single", steps=COMPARED),
-    "sharedenc": dict(model="sharedenc", steps=COMPARED),
-    "base_completion": dict(model="johnson", task_weights=ONLY("completion")),
-    "base_segmentation": dict(model="johnson", task_weights=ONLY("segmentation")),
-    "piggyback1": dict(model="piggyback", base_checkpoint="base_completion", steps=COMPARED),
-    "piggyback2": dict(model="piggyback", base_checkpoint="base_segmentation", steps=COMPARED),
+    "proposed_compared": dict(method=3, mixes=MIX_KEYS, **COMPARISON),
+    "method1": dict(method=1, mixes=MIX_KEYS, **COMPARISON),
+    "method2": dict(method=2, mixes=MIX_KEYS, **COMPARISON),
+    "encin": dict(model="encin", method=3, mixes=MIX_KEYS, **COMPARISON),
+    "sgn": dict(model="sgn", method=3, mixes=MIX_KEYS, **COMPARISON),
+    "sgn_bias": dict(model="sgn_bias", method=3, mixes=MIX_KEYS, **COMPARISON),
+    "single": dict(model="single", **COMPARISON),
+    "sharedenc": dict(model="sharedenc", **COMPARISON),
+    "base_completion": dict(model="johnson", steps=COMPARED, task_weights=ONLY("completion")),
+    "base_segmentation": dict(model="johnson", steps=COMPARED, task_weights=ONLY("segmentation")),
+    "piggyback1": dict(model="piggyback", base_checkpoint="base_completion", **COMPARISON),
+    "piggyback2": dict(model="piggyback", base_checkpoint="base_segmentation", **COMPARISON),
 }
 
 
+def training_jobs(config):
+    """The jobs a run draws from: its tasks, plus its mixes under methods 2 and 3 (method 1 mixes only at
+    inference)."""
+    return list(config["tasks"]) + (list(config["mixes"]) if config["method"] in (2, 3) else [])
+
+
+def job_draws(config):
+    """How often a run draws each of its jobs, in expectation: steps x the job's share of the sampling weights."""
+    weights = config["task_weights"] or {}
+    total = sum(weights.get(job, 1.0) for job in training_jobs(config))
+    return {job: config["steps"] * weights.get(job, 1.0) / total for job in training_jobs(config)}
+
+
+def comparison_steps(config):
+    """Steps of a compared network: ``comparison_draws`` per unit of FAVOUR_L2 sampling weight over the jobs
+    it learns, so that every compared network draws each task equally often (``job_draws``)."""
+    return max(1, round(config["comparison_draws"] * sum(FAVOUR_L2.get(job, 1.0) for job in training_jobs(config))))
+
+
 def recipe_overrides(recipe, config):
-    """A recipe's overrides for a resolved config (``steps="comparison"`` -> its comparison_steps)."""
+    """A recipe's overrides for a resolved config (``steps="comparison"`` -> ``comparison_steps``)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
     overrides = dict(RECIPES[recipe])
     if overrides.get("steps") == COMPARED:
-        overrides["steps"] = config["comparison_steps"]
+        jobs = {k: overrides.get(k, config[k]) for k in ("tasks", "mixes", "method")}
+        overrides["steps"] = comparison_steps({**jobs, "comparison_draws": config["comparison_draws"]})
     return overrides
 
 
@@ -164,7 +189,7 @@ def _checks():
         "eval_every": _number(0, integer=True), "n_val": positive_int, "checkpoint_every": positive_int,
         "device": (lambda v: isinstance(v, str) and bool(v), "'auto' or a torch device name such as 'cpu'"),
         "amp": _one_of("auto", True, False), "channels_last": _one_of("auto", True, False),
-        "comparison_steps": positive_int, "profile": _one_of(*PROFILES),
+        "comparison_draws": _number(0, low_open=True), "profile": _one_of(*PROFILES),
     }
 
 
@@ -177,7 +202,7 @@ def validate_config(config):
     if config["balance"] == "grad_norm" and config["mixed_batch"]:
         raise ValueError("balance='grad_norm' scales each step's gradient by its job's, so it needs one job per "
                          "step: set mixed_batch=False, or balance='none'")
-    jobs = set(config["tasks"]) | (set(config["mixes"]) if config["method"] in (2, 3) else set())
+    jobs = set(training_jobs(config))
     weights = config["task_weights"] or {}
     unknown = sorted(set(weights) - jobs)
     if unknown:

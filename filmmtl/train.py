@@ -18,7 +18,7 @@ from filmmtl.checkpoints import FORMAT_VERSION, atomic_write, check_writable, re
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.models import build, count_parameters
-from filmmtl.profiles import make_config, validate_config
+from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
@@ -77,7 +77,7 @@ class Trainer:
         self.d_optimiser = (torch.optim.Adam(self.discriminators.parameters(), lr=cfg["discriminator_lr"],
                                              betas=(0.5, 0.999)) if len(self.discriminators) else None)
         self.generator = torch.Generator().manual_seed(cfg["seed"])
-        self.jobs = list(self.space.keys) + (list(cfg["mixes"]) if cfg["method"] in (2, 3) else [])
+        self.jobs = training_jobs(cfg)
         weights = cfg["task_weights"] or {}
         self.job_weights = torch.tensor([float(weights.get(j, 1.0)) for j in self.jobs])
         self.balance_ema = {}  # job -> EMA of its gradient norm (balance="grad_norm")

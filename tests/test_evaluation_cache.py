@@ -1,4 +1,5 @@
-"""Notebook 04's evaluation cache: keyed by the network's weights, the test set, the jobs and FID count."""
+"""Notebook 04's evaluation cache: keyed by the network's weights, the test set, the jobs and FID count; and
+the common teacher of notebook 03."""
 import torch
 
 from filmmtl.data import load_dataset
@@ -32,3 +33,26 @@ def test_damaged_cache_file_is_scored_again(tmp_path):
     path.write_text("{truncated")
     again, cached = evaluate_cached(tmp_path, model, space, test, ["reconstruction"])
     assert not cached and again == scores and path.read_text() != "{truncated"
+
+
+def test_common_stylist_gives_every_network_the_same_teachers(tmp_path):
+    """Fig. 6 compares methods against one teacher: a stylist's teacher, not each network's own."""
+    from filmmtl.evaluate import job_inputs, run
+    from filmmtl.tasks import MIXES, mix_teacher
+    torch.manual_seed(0)
+    network, stylist = build("proposed", width=0.25).eval(), build("proposed", width=0.25).eval()
+    space, test = TaskSpace(), load_dataset("scenes", "test", 32, 4)
+    mixes = ["restoration+style_gogh", "restoration+segmentation"]
+    own = evaluate(network, space, test, mixes)
+    common = evaluate(network, space, test, mixes, stylist=(stylist, space))
+    assert common["restoration+segmentation"]["teacher_l2"] == own["restoration+segmentation"]["teacher_l2"]
+    assert common["restoration+style_gogh"]["teacher_l2"] != own["restoration+style_gogh"]["teacher_l2"]
+    images, masks = test.batch(torch.arange(4))
+    inputs, _ = job_inputs("restoration+style_gogh", images)
+    teacher = mix_teacher(MIXES["restoration+style_gogh"], images, masks,
+                          lambda key, x: run(stylist, space.vector(key), x))
+    output = run(network, space.vector("restoration+style_gogh"), inputs)
+    expected = float((output - teacher).square().mean())
+    assert abs(common["restoration+style_gogh"]["teacher_l2"] - expected) < 1e-6
+    evaluate_cached(tmp_path, network, space, test, mixes)
+    assert not evaluate_cached(tmp_path, network, space, test, mixes, stylist=(stylist, space))[1]

@@ -20,3 +20,17 @@ def test_validation_curves_plot_every_bar_or_say_there_is_none():
     assert validation_curves(history[:1]) is None
     encin = build("encin", width=0.25)  # its encoder's three layers have plain IN: 12 FiLM sites drawn
     assert sum(len(line.get_xdata()) == 1 for line in network_diagram(encin).axes[0].lines) == 12
+
+
+def test_overlaid_curves_and_the_bars_still_improving_after_a_step():
+    from filmmtl.evaluate import gains_after
+    from filmmtl.plots import validation_curves
+    validation = lambda step, psnr, iou: {"step": step, "job": "validation",
+                                          "scores": {"reconstruction": {"psnr": psnr}, "segmentation": {"iou": iou}}}
+    long_run = [validation(1000, 25.0, 0.6), validation(2000, 28.0, 0.6), validation(4000, 31.0, 0.6)]
+    short_run = [validation(1000, 26.0, 0.5)]
+    fig = validation_curves({"long": long_run, "short": short_run}, stop=1000)
+    assert [len(ax.get_lines()) for ax in fig.axes] == [4, 4]  # two runs, the threshold and the stop line
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {"long", "short"}
+    assert gains_after(long_run, 2000) == [("reconstruction", 28.0, 31.0)]  # IoU stayed put
+    assert gains_after(long_run, 4000) is None and gains_after(long_run, 500) is None

@@ -189,10 +189,22 @@ def test_strength_bar_holds_only_for_monotonic_sweeps():
     assert rising[0]["holds"] and not wavy[0]["holds"]
 
 
-def test_recipes_resolve_comparison_steps_and_piggyback_needs_a_base():
+def test_compared_networks_draw_each_task_equally_often():
+    from filmmtl.profiles import RECIPES, job_draws, recipe_overrides
+    course = make_config("course")
+    draws = {recipe: job_draws({**course, **recipe_overrides(recipe, course)})
+             for recipe in ("method1", "method2", "proposed_compared", "sgn", "single", "sharedenc", "piggyback1")}
+    for task in course["tasks"]:
+        assert len({round(d[task], 6) for d in draws.values()}) == 1, task
+    assert draws["method2"]["completion"] == 3 * draws["method2"]["reconstruction"] == 600
+    assert "restoration+segmentation" in draws["method2"] and "restoration+segmentation" not in draws["method1"]
+    assert recipe_overrides("method2", course)["steps"] == 2800 and recipe_overrides("single", course)["steps"] == 2200
+    assert recipe_overrides("base_completion", course)["steps"] == 2200  # as many steps as a six-task network
+    assert "steps" not in recipe_overrides("proposed", course) and RECIPES["proposed"]["task_weights"]
+
+
+def test_recipes_resolve_and_piggyback_needs_a_base():
     from filmmtl.profiles import recipe_overrides
-    assert recipe_overrides("sgn", make_config("course"))["steps"] == 1000
-    assert "steps" not in recipe_overrides("proposed", make_config("course"))
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe_overrides("resnet", make_config("smoke"))
     with pytest.raises(ValueError, match="base_checkpoint"):
