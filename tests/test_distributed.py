@@ -26,6 +26,8 @@ if first.rank == 0:
                 "straight": [p.detach() for p in straight.model.parameters()],
                 "resumed": [p.detach() for p in resumed.model.parameters()],
                 "world_size": first.world_size}, out)
+torch.distributed.barrier()  # leave together, and leave the group before exit (gloo aborts otherwise)
+torch.distributed.destroy_process_group()
 '''
 
 
