@@ -2,15 +2,17 @@
 
 Two kinds of file, told apart by their keys: a *training* checkpoint (``Trainer.save``: weights,
 optimisers, random state; ``--resume`` continues it exactly) and an *export* (fp16 weights, config,
-history and the command that made it: what ``data/checkpoints`` ships). Every file is written to a
-temporary name and renamed, so a crash never leaves half a file, and no command overwrites a training
-checkpoint with an export. A folder of exports carries ``MANIFEST.sha256``; a file in such a folder is
+history and the command that made it, in a deflated archive: what ``data/checkpoints`` ships). Every
+file is written to a temporary name and renamed, so a crash never leaves half a file, and no command
+overwrites a training checkpoint with an export. A folder of exports carries ``MANIFEST.sha256``; a file in such a folder is
 loaded only if its bytes are the ones listed.
 """
 import hashlib
+import io
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -39,6 +41,17 @@ def atomic_write(path, write):
         except OSError:
             pass
     return path
+
+
+def save_compressed(obj, path):
+    """``torch.save`` with every entry of its zip archive deflated: about 10% smaller for fp16 weights,
+    and ``torch.load`` reads it as it is (its zip reader inflates entries; only ``mmap=True`` would not)."""
+    plain = io.BytesIO()
+    torch.save(obj, plain)
+    with zipfile.ZipFile(plain) as source, \
+            zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
 
 
 def check_writable(path):
@@ -153,7 +166,7 @@ def export_checkpoint(source, target, command, wall_minutes=None):
              "config": state["config"], "provenance": state["provenance"], "step": state["step"],
              "history": state["history"], "command": command}
     check_writable(target)
-    atomic_write(target, lambda tmp: torch.save(small, tmp))
+    atomic_write(target, lambda tmp: save_compressed(small, tmp))
     sidecar = {"command": command, "config": state["config"], "provenance": state["provenance"],
                "steps": state["step"], "wall_minutes": wall_minutes}
     atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))

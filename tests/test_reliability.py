@@ -3,6 +3,7 @@ import json
 import math
 import os
 import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -280,3 +281,16 @@ def test_truncated_style_image_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "REPO_DATA", tmp_path)
     with pytest.raises(OSError, match="gogh_starry_night.jpg cannot be read"):
         data.load_style("gogh")
+
+
+def test_exports_are_deflated_and_load_as_saved(trained, tmp_path):
+    """Shipped files stay small (every archive entry deflated) and hold the fp16 weights unchanged."""
+    exported = export_checkpoint(trained, tmp_path / "shipped" / "a.pt", "cmd")
+    with zipfile.ZipFile(exported) as archive:
+        assert {entry.compress_type for entry in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    weights = torch.load(trained, weights_only=True)["model"]
+    loaded = torch.load(exported, weights_only=True)["model"]
+    assert loaded.keys() == weights.keys()
+    for name, value in weights.items():
+        expected = value.half() if value.is_floating_point() else value
+        assert torch.equal(loaded[name], expected), name
