@@ -90,3 +90,22 @@ def test_runtime_table_agrees_with_the_committed_run(path):
     assert nb.metadata["papermill"]["parameters"].get("profile") in ("course", "auto")
     assert any(c / 2.5 <= measured <= c * 2.5 for c in claimed), \
         f"{path.name}: the table says {row!r}, the committed run took {measured:.0f} s"
+
+
+def test_readme_quality_row_is_the_committed_notebook_02_run():
+    """The README's row for the shipped experiment-1 network states the scores notebook 02 printed, to the
+    digits it shows: a retrained network cannot leave the README behind."""
+    nb = nbformat.read(ROOT / "notebooks" / "02_multitask_training.ipynb", as_version=4)
+    printed = "\n".join(text for text in texts(nb) if "quality bars" in text or "PSNR (dB) >= 30" in text)
+    bars = dict(re.findall(r"^(?:holds|MISSED)\s+(\w+)\s.*?\s(-?[\d.]+)$", printed, re.M))
+    slider = re.search(r"restoration slider moves its output by ([\d.]+) x", printed).group(1)
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| experiment 1, shipped"))
+    cells = [cell.replace("*", "").strip() for cell in row.strip("|").split("|")][1:]
+    stated = dict(zip(("reconstruction", "completion", "restoration", "segmentation"), cells[:4]))
+    stated["style_gogh"], stated["style_munch"] = cells[4].split(", ")
+    stated["slider"] = cells[6]
+    for job, text in stated.items():
+        measured = float(slider if job == "slider" else bars[job])
+        digits = len(text.split(".")[1]) if "." in text else 0
+        assert abs(float(text) - measured) <= 0.5 * 10 ** -digits + 1e-9, (job, text, measured)

@@ -211,3 +211,20 @@ def test_recipes_resolve_and_piggyback_needs_a_base():
         smoke(model="piggyback")
     with pytest.raises(ValueError, match="cannot learn mixes"):
         smoke(model="single", mixes=MIXES, method=3)
+
+
+def test_every_shipped_network_is_its_recipe_in_the_course_profile():
+    """retrain=True remakes each shipped network exactly: its config is its recipe's, field by field."""
+    from pathlib import Path
+    from filmmtl.profiles import recipe_overrides
+    from filmmtl.session import SHIPPED
+    course = make_config("course")
+    sidecars = sorted(SHIPPED.glob("*.json"))
+    assert {p.stem for p in sidecars} >= {"proposed", "proposed_compared", "method1", "single", "piggyback1"}
+    for sidecar in sidecars:
+        shipped = json.loads(sidecar.read_text())["config"]
+        recipe = {**course, **recipe_overrides(sidecar.stem, course)}
+        if shipped.get("base_checkpoint"):  # trained against a path to the base it names
+            shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
+        assert shipped == recipe, (sidecar.stem, {k: (shipped.get(k), recipe.get(k)) for k in recipe
+                                                 if shipped.get(k) != recipe.get(k)})
