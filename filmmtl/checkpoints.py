@@ -4,8 +4,8 @@ Two kinds of file, told apart by their keys: a *training* checkpoint (``Trainer.
 optimisers, random state; ``--resume`` continues it exactly) and an *export* (fp16 weights, config,
 history and the command that made it, in a deflated archive: what ``data/checkpoints`` ships). Every
 file is written to a temporary name and renamed, so a crash never leaves half a file, and no command
-overwrites a training checkpoint with an export. A folder of exports carries ``MANIFEST.sha256``; a file in such a folder is
-loaded only if its bytes are the ones listed.
+overwrites a training checkpoint with an export. A folder of exports carries ``MANIFEST.sha256``; a file
+in such a folder is loaded only if its bytes are the ones listed.
 """
 import hashlib
 import io

@@ -203,10 +203,6 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([inputs, images], 1))
 
 
-# The authors' related public code: 0.996 * L2 + 0.004 * adversarial for tasks with an adversarial term.
-ADVERSARIAL_WEIGHT = 0.004
-
-
 def generator_adversarial_loss(discriminator, inputs, output):
     """Non-saturating GAN loss for the image network: make D call its output real."""
     logits = discriminator(inputs, output)

@@ -3,7 +3,7 @@
 - ``smoke``: tests and CI, seconds per run.
 - ``course``: 2 CPU cores: 64x64 images and a half-width network (a quarter of the paper's compute per
   pixel), 2,000 training scenes, 16,000 steps for a network trained from scratch (the shipped
-  experiment-1 network: about 80 minutes on one core in bf16; the compared networks of experiments 2
+  experiment-1 network: 74 minutes on one core in bf16; the compared networks of experiments 2
   and 3 set their own, shorter, budget). The FiLM mechanism and every task are the paper's; only the
   scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
@@ -29,6 +29,7 @@ BASE = dict(
     balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
+    # adversarial_weight: the authors' related code, 0.996 L2 + 0.004 adversarial for the tasks that have one.
     adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
     eval_every=2000, n_val=64, checkpoint_every=2000, device="auto", amp="auto", channels_last="auto",
     comparison_draws=2857,  # a compared network with the mixes (weight 14) trains the paper's 40,000 steps
