@@ -119,6 +119,8 @@ class Backbone(nn.Module):
     - ``output_scale="std"`` multiplies the correction by each input channel's standard deviation,
       ``x + std(x) * f(x)``: the network becomes equivariant to changes of contrast a and colour offset b
       (``model(a x + b) = a model(x) + b``), so a correction learned at one contrast fits another.
+    - ``forward(..., skip_film)``: the FiLM network may modulate each skipped feature map once more with
+      its own task-made (gamma, beta) before it is added (``skip_gate``, see ``FiLMNet``).
     - ``output_gate`` (the one departure with parameters: 4 more output channels of the last
       convolution, 10,372 at width 1.0) blends, per pixel, that relative output with an absolute one:
       ``a * (x + s * r) + (1 - a) * d`` with ``a = sigmoid(z)`` and ``(r, d, z)`` the last convolution's
@@ -161,7 +163,7 @@ class Backbone(nn.Module):
     def layer(self, i, h, normalise):
         return normalise(i, self.convs[i](h), self.norms[i])
 
-    def forward(self, x, normalise):
+    def forward(self, x, normalise, skip_film=None):
         h, w = x.shape[2:]
         # Two stride-2 convolutions: pad to a multiple of 4 so any size >= 16 comes back unchanged.
         pad_h, pad_w = -h % 4, -w % 4
@@ -170,7 +172,8 @@ class Backbone(nn.Module):
         for i in range(3):
             y = F.relu(self.layer(i, y, normalise))
             if i in self.feature_skips:
-                skipped[SKIP_TARGETS[i]] = y
+                gamma, beta = skip_film[i] if skip_film else (1.0, 0.0)
+                skipped[SKIP_TARGETS[i]] = y * _channelwise(gamma) + _channelwise(beta)
         for i in range(3, 13, 2):
             y = y + self.layer(i + 1, F.relu(self.layer(i, y, normalise)), normalise)
         for i in (13, 14):
@@ -187,6 +190,11 @@ class Backbone(nn.Module):
             return x + correction
         keep = torch.sigmoid(out[:, 6:7])
         return keep * (x + correction) + (1 - keep) * out[:, 3:6]
+
+
+def _channelwise(v):
+    """A (B, C) modulation as (B, C, 1, 1); a plain number as it is."""
+    return v[:, :, None, None] if torch.is_tensor(v) else v
 
 
 def plain_norm(i, h, norm):
@@ -229,9 +237,12 @@ class FiLMGenerator(nn.Module):
     (uniform, about +-0.41 for 6 tasks): each task then starts with a random gamma in [0.59, 1.41] and beta
     in +-0.41 on every layer, far from where training moves it (measured: columns move 0.5 to 3.7 in
     4,000 steps against an initial norm of about 9.3).
+
+    ``closed``: the last ``closed`` channels start at gamma = 0 instead of 1 (the gated feature skips: they
+    start shut and each task opens them as far as it needs).
     """
 
-    def __init__(self, n_tasks, n_channels, layers=1, hidden=256, init_std=None):
+    def __init__(self, n_tasks, n_channels, layers=1, hidden=256, init_std=None, closed=0):
         super().__init__()
         if layers < 1:
             raise ValueError(f"the FiLM generator needs at least 1 layer, got {layers}")
@@ -247,7 +258,7 @@ class FiLMGenerator(nn.Module):
             for m in self.mlp:
                 if isinstance(m, nn.Linear):
                     m.bias.zero_()
-            self.mlp[-1].bias[:n_channels] = 1.0
+            self.mlp[-1].bias[:n_channels - closed] = 1.0
             if init_std is not None:
                 self.mlp[-1].weight.normal_(0.0, init_std)
 
@@ -262,18 +273,32 @@ class FiLMNet(nn.Module):
     ``plain_layers`` lists layers that get a plain IN with affine instead of FiLM (EncIN: (0, 1, 2)).
     ``film(c)`` returns the (gamma, beta) the generator makes; ``forward(x, film=...)`` takes them
     directly, so gamma/beta can be inspected, edited or interpolated instead of task vectors.
+
+    ``skip_gate`` (needs ``feature_skips``): each skipped feature map gets a FiLM site of its own,
+    ``gamma * h + beta`` before it is added to the decoder, with gamma starting at 0. A task that needs
+    fine detail at the output (restoration: the noise of each pixel) opens its skip; one that must not
+    copy detail (segmentation, the styles) keeps it shut. An ungated skip is shared by every task, and it
+    cost segmentation and the styles in every six-task run of the design study. Its sites are keyed
+    ``"skip0"``, ``"skip1"`` in ``offsets`` and come after the 15 layers' channels in gamma and beta.
     """
 
     def __init__(self, n_tasks=6, width=1.0, generator_layers=1, generator_hidden=256, plain_layers=(),
-                 generator_init_std=None, **design):
+                 generator_init_std=None, skip_gate=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
         self.plain_layers = tuple(sorted(plain_layers))
         self.backbone = Backbone(width, affine=[i in self.plain_layers for i in range(15)], **design)
+        if skip_gate and not self.backbone.feature_skips:
+            raise ValueError("skip_gate modulates the feature skips: it needs feature_skips, e.g. [0]")
         self.film_layers = tuple(i for i in range(15) if i not in self.plain_layers)
-        widths = [self.backbone.channels[i] for i in self.film_layers]
-        self.offsets = dict(zip(self.film_layers, [sum(widths[:k]) for k in range(len(widths))]))
-        self.generator = FiLMGenerator(n_tasks, sum(widths), generator_layers, generator_hidden, generator_init_std)
+        self.skip_sites = tuple(f"skip{i}" for i in self.backbone.feature_skips) if skip_gate else ()
+        sites = self.film_layers + self.skip_sites
+        self.site_channels = {site: self.backbone.channels[int(str(site).removeprefix("skip"))] for site in sites}
+        widths = [self.site_channels[site] for site in sites]
+        self.offsets = dict(zip(sites, [sum(widths[:k]) for k in range(len(widths))]))
+        closed = sum(self.site_channels[site] for site in self.skip_sites)
+        self.generator = FiLMGenerator(n_tasks, sum(widths), generator_layers, generator_hidden, generator_init_std,
+                                       closed=closed)
 
     def film(self, c):
         """(gamma, beta), each (B, modulated channels), for task vectors ``c`` of shape (n,) or (B, n)."""
@@ -282,12 +307,13 @@ class FiLMNet(nn.Module):
         return self.generator(c.to(self.generator.mlp[0].weight.device))
 
     def film_by_layer(self, c):
-        """{layer index: (gamma, beta)} with (B, channels) tensors: how to read the modulation."""
+        """{layer index: (gamma, beta)} with (B, channels) tensors, and the gated skips' ("skip0", ...): how
+        to read the modulation."""
         gamma, beta = self.film(c)
-        return {i: self._slice(i, gamma, beta) for i in self.film_layers}
+        return {site: self._slice(site, gamma, beta) for site in self.offsets}
 
-    def _slice(self, i, gamma, beta):
-        start, stop = self.offsets[i], self.offsets[i] + self.backbone.channels[i]
+    def _slice(self, site, gamma, beta):
+        start, stop = self.offsets[site], self.offsets[site] + self.site_channels[site]
         return gamma[:, start:stop], beta[:, start:stop]
 
     def forward(self, x, c=None, film=None):
@@ -305,7 +331,8 @@ class FiLMNet(nn.Module):
                 return norm(h)
             return film_norm(h, *self._slice(i, gamma, beta), norm.eps)
 
-        return self.backbone(x, normalise)
+        skip_film = {int(site[4:]): self._slice(site, gamma, beta) for site in self.skip_sites}
+        return self.backbone(x, normalise, skip_film)
 
 
 def _builders():
@@ -329,7 +356,7 @@ def build(name, n_tasks=6, width=1.0, **options):
     """Build a model by name: ``build("proposed")`` is the paper's network at the paper's size.
 
     Names: proposed, encin (FiLM networks: ``generator_layers``, ``generator_hidden``,
-    ``generator_init_std`` options), johnson, and the baselines of ``filmmtl.baselines``: sgn, sgn_bias,
+    ``generator_init_std``, ``skip_gate`` options), johnson, and the baselines of ``filmmtl.baselines``: sgn, sgn_bias,
     piggyback, single, sharedenc. Every model takes the backbone's design options ``input_skip``,
     ``feature_skips``, ``output_scale`` and ``output_gate`` (see ``Backbone``); all of them at their defaults here.
     """

@@ -137,9 +137,14 @@ def network_diagram(model, title=None):
     for i in range(3, 13, 2):  # residual blocks: the skip over layers i and i + 1
         ax.annotate("", (centres[i + 1] + 0.45, 2.25), (centres[i] - 0.45, 2.25),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.5", color="0.4", lw=0.8))
+    gated = {int(site[4:]) for site in getattr(model, "skip_sites", ())}
     for source in getattr(backbone, "feature_skips", ()):
-        ax.annotate("", (centres[SKIP_TARGETS[source]] + 0.3, 2.75), (centres[source] + 0.3, 2.75),
+        start, end = centres[source] + 0.3, centres[SKIP_TARGETS[source]] + 0.3
+        ax.annotate("", (end, 2.75), (start, 2.75),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.15", color="C2", lw=1))
+        if source in gated:  # the skip's own FiLM site, made by the generator like the layers'
+            ax.text((start + end) / 2, 3.0, "skip with its own FiLM site: gamma * h + beta (gamma starts at 0)",
+                    ha="center", va="center", fontsize=7, color="C3")
     if film_layers:
         ax.plot([centres[min(film_layers)], centres[max(film_layers)]], [0.35, 0.35], color="C3", lw=2)
         ax.text(centres[0] - 0.9, 0.35, "c -> Linear ->\n(gamma, beta)", ha="right", va="center", fontsize=8,
@@ -149,7 +154,7 @@ def network_diagram(model, title=None):
         output = "output = a(x + std(x) r) + (1 - a) d" if backbone.output_scale == "std" else "gated output"
     ax.text(centres[-1] + 0.6, 1.5, output, ha="left", va="center", fontsize=8)
     ax.text(centres[0] - 0.6, 1.5, "image", ha="right", va="center", fontsize=8)
-    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {len(film_layers)} FiLM sites (red), "
+    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {len(film_layers) + len(gated)} FiLM sites (red), "
                  "box height = resolution", fontsize=9)
     ax.set_xlim(centres[0] - 2.6, centres[-1] + 4.2), ax.set_ylim(0, 3.4), ax.axis("off")
     fig.tight_layout()

@@ -22,7 +22,7 @@ from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
-ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "output_scale",
+ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "skip_gate", "output_scale",
                 "output_gate", "mixes", "method")
 BALANCE_DECAY = 0.9  # EMA decay of each job's gradient norm (balance="grad_norm")
 
@@ -346,7 +346,8 @@ def differ(saved, wanted, fields, path, why):
 
 def model_from_config(cfg):
     cfg = upgrade_config(cfg)
-    options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"]}
+    options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"],
+                "skip_gate": cfg["skip_gate"]}
                if cfg["model"] in ("proposed", "encin") else {})
     return build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], input_skip=cfg["input_skip"],
                  feature_skips=tuple(cfg["feature_skips"]), output_scale=cfg["output_scale"],

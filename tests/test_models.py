@@ -156,6 +156,38 @@ def test_feature_skips_carry_fine_detail():
     assert torch.allclose(no_skip(x, torch.zeros(6)), x + no_skip.backbone.last.conv.bias.view(1, 3, 1, 1), atol=1e-6)
 
 
+def test_gated_skip_starts_shut_and_each_task_opens_its_own():
+    """skip_gate: the skip's FiLM site starts at gamma = beta = 0 (c = 0 gives exactly the network without
+    the skip), and what one task's column opens leaves every other task's output unchanged."""
+    torch.manual_seed(0)
+    model = randomised(build("proposed", width=0.25, feature_skips=(0,), skip_gate=True, output_scale="std"))
+    last, n = model.generator.mlp[-1], model.generator.n_channels  # gamma rows [0, n), beta rows [n, 2n)
+    skip_gamma = torch.arange(model.offsets["skip0"], n)  # the last 8 channels of each half
+    layers = torch.cat([torch.arange(0, skip_gamma[0]), torch.arange(n, n + skip_gamma[0])])
+    with torch.no_grad():
+        last.bias[torch.cat([skip_gamma, skip_gamma + n])] = 0.0
+    x, tasks = torch.rand(2, 3, 32, 32), torch.eye(6)
+    no_skip = build("proposed", width=0.25, output_scale="std")
+    no_skip.load_state_dict({k: v for k, v in model.state_dict().items() if "generator" not in k}, strict=False)
+    with torch.no_grad():
+        no_skip.generator.mlp[-1].weight.copy_(last.weight[layers])
+        no_skip.generator.mlp[-1].bias.copy_(last.bias[layers])
+        assert torch.allclose(model(x, torch.zeros(6)), no_skip(x, torch.zeros(6)), atol=1e-6)
+        before = torch.stack([model(x, c) for c in tasks])
+        last.weight[skip_gamma, 2] += 1.0  # restoration opens its skip
+        after = torch.stack([model(x, c) for c in tasks])
+    assert (after[2] - before[2]).abs().mean() > 1e-3
+    assert torch.equal(after[[0, 1, 3, 4, 5]], before[[0, 1, 3, 4, 5]])
+    assert set(model.film_by_layer(tasks[2])) == set(range(15)) | {"skip0"}
+
+
+@pytest.mark.parametrize("width, channels", [(1.0, 32), (0.5, 16)])
+def test_gated_skip_costs_a_film_site_of_parameters(width, channels):
+    """(tasks + 1) x 2 x channels: the generator's weights and biases for the skip's gamma and beta."""
+    gated = build("proposed", width=width, feature_skips=(0,), skip_gate=True)
+    assert count_parameters(gated) - count_parameters(build("proposed", width=width)) == 7 * 2 * channels
+
+
 def test_small_generator_init_starts_every_task_near_identity():
     model = build("proposed", width=0.5, generator_init_std=0.01)
     gamma, beta = model.film(torch.eye(6))
@@ -166,7 +198,8 @@ def test_small_generator_init_starts_every_task_near_identity():
 
 @pytest.mark.parametrize("options, match", [(dict(feature_skips=(2,)), "feature_skips takes encoder layers"),
                                             (dict(output_scale="max"), "output_scale must be one of"),
-                                            (dict(output_scale="std", input_skip=False), "needs input_skip")])
+                                            (dict(output_scale="std", input_skip=False), "needs input_skip"),
+                                            (dict(skip_gate=True), "skip_gate modulates the feature skips")])
 def test_bad_design_options_are_named(options, match):
     with pytest.raises(ValueError, match=match):
         build("proposed", width=0.25, **options)

@@ -20,6 +20,8 @@ def test_validation_curves_plot_every_bar_or_say_there_is_none():
     assert validation_curves(history[:1]) is None
     encin = build("encin", width=0.25)  # its encoder's three layers have plain IN: 12 FiLM sites drawn
     assert sum(len(line.get_xdata()) == 1 for line in network_diagram(encin).axes[0].lines) == 12
+    gated = build("proposed", width=0.25, feature_skips=(0,), skip_gate=True)  # 15 layers + the skip's site
+    assert "16 FiLM sites" in network_diagram(gated).axes[0].get_title()
 
 
 def test_overlaid_curves_and_the_bars_still_improving_after_a_step():

@@ -216,13 +216,14 @@ def test_recipes_resolve_and_piggyback_needs_a_base():
 def test_every_shipped_network_is_its_recipe_in_the_course_profile():
     """retrain=True remakes each shipped network exactly: its config is its recipe's, field by field."""
     from pathlib import Path
+    from filmmtl.checkpoints import upgrade_config
     from filmmtl.profiles import recipe_overrides
     from filmmtl.session import SHIPPED
     course = make_config("course")
     sidecars = sorted(SHIPPED.glob("*.json"))
     assert {p.stem for p in sidecars} >= {"proposed", "proposed_compared", "method1", "single", "piggyback1"}
     for sidecar in sidecars:
-        shipped = json.loads(sidecar.read_text())["config"]
+        shipped = upgrade_config(json.loads(sidecar.read_text())["config"])  # as loading reads it
         recipe = {**course, **recipe_overrides(sidecar.stem, course)}
         if shipped.get("base_checkpoint"):  # trained against a path to the base it names
             shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
