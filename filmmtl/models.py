@@ -291,10 +291,11 @@ class FiLMNet(nn.Module):
         if skip_gate and not self.backbone.feature_skips:
             raise ValueError("skip_gate modulates the feature skips: it needs feature_skips, e.g. [0]")
         self.film_layers = tuple(i for i in range(15) if i not in self.plain_layers)
-        self.skip_sites = tuple(f"skip{i}" for i in self.backbone.feature_skips) if skip_gate else ()
-        sites = self.film_layers + self.skip_sites
-        self.site_channels = {site: self.backbone.channels[int(str(site).removeprefix("skip"))] for site in sites}
-        widths = [self.site_channels[site] for site in sites]
+        # FiLM site -> the encoder layer whose channels it modulates (a skip site: the layer it skips from).
+        self.skip_sites = {f"skip{i}": i for i in self.backbone.feature_skips} if skip_gate else {}
+        sites = {**{i: i for i in self.film_layers}, **self.skip_sites}
+        self.site_channels = {site: self.backbone.channels[layer] for site, layer in sites.items()}
+        widths = list(self.site_channels.values())
         self.offsets = dict(zip(sites, [sum(widths[:k]) for k in range(len(widths))]))
         closed = sum(self.site_channels[site] for site in self.skip_sites)
         self.generator = FiLMGenerator(n_tasks, sum(widths), generator_layers, generator_hidden, generator_init_std,
@@ -331,7 +332,7 @@ class FiLMNet(nn.Module):
                 return norm(h)
             return film_norm(h, *self._slice(i, gamma, beta), norm.eps)
 
-        skip_film = {int(site[4:]): self._slice(site, gamma, beta) for site in self.skip_sites}
+        skip_film = {layer: self._slice(site, gamma, beta) for site, layer in self.skip_sites.items()}
         return self.backbone(x, normalise, skip_film)
 
 
@@ -356,8 +357,8 @@ def build(name, n_tasks=6, width=1.0, **options):
     """Build a model by name: ``build("proposed")`` is the paper's network at the paper's size.
 
     Names: proposed, encin (FiLM networks: ``generator_layers``, ``generator_hidden``,
-    ``generator_init_std``, ``skip_gate`` options), johnson, and the baselines of ``filmmtl.baselines``: sgn, sgn_bias,
-    piggyback, single, sharedenc. Every model takes the backbone's design options ``input_skip``,
+    ``generator_init_std``, ``skip_gate`` options), johnson, and the baselines of ``filmmtl.baselines``:
+    sgn, sgn_bias, piggyback, single, sharedenc. Every model takes the backbone's design options ``input_skip``,
     ``feature_skips``, ``output_scale`` and ``output_gate`` (see ``Backbone``); all of them at their defaults here.
     """
     builders = _builders()

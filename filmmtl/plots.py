@@ -137,7 +137,7 @@ def network_diagram(model, title=None):
     for i in range(3, 13, 2):  # residual blocks: the skip over layers i and i + 1
         ax.annotate("", (centres[i + 1] + 0.45, 2.25), (centres[i] - 0.45, 2.25),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.5", color="0.4", lw=0.8))
-    gated = {int(site[4:]) for site in getattr(model, "skip_sites", ())}
+    gated = set(getattr(model, "skip_sites", {}).values())
     for source in getattr(backbone, "feature_skips", ()):
         start, end = centres[source] + 0.3, centres[SKIP_TARGETS[source]] + 0.3
         ax.annotate("", (end, 2.75), (start, 2.75),
