@@ -172,8 +172,10 @@ class Backbone(nn.Module):
         for i in range(3):
             y = F.relu(self.layer(i, y, normalise))
             if i in self.feature_skips:
-                gamma, beta = skip_film[i] if skip_film else (1.0, 0.0)
-                skipped[SKIP_TARGETS[i]] = y * _channelwise(gamma) + _channelwise(beta)
+                skipped[SKIP_TARGETS[i]] = y
+                if skip_film and i in skip_film:  # the skip's own FiLM site (FiLMNet's skip_gate)
+                    gamma, beta = skip_film[i]
+                    skipped[SKIP_TARGETS[i]] = y * gamma[:, :, None, None] + beta[:, :, None, None]
         for i in range(3, 13, 2):
             y = y + self.layer(i + 1, F.relu(self.layer(i, y, normalise)), normalise)
         for i in (13, 14):
@@ -190,11 +192,6 @@ class Backbone(nn.Module):
             return x + correction
         keep = torch.sigmoid(out[:, 6:7])
         return keep * (x + correction) + (1 - keep) * out[:, 3:6]
-
-
-def _channelwise(v):
-    """A (B, C) modulation as (B, C, 1, 1); a plain number as it is."""
-    return v[:, :, None, None] if torch.is_tensor(v) else v
 
 
 def plain_norm(i, h, norm):
