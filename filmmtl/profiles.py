@@ -26,7 +26,7 @@ BASE = dict(
     # The output layer and training design chosen by bench/design_study.py (README, "Decisions"); LITERAL
     # below switches every departure off.
     input_skip=True, feature_skips=[], skip_gate=False, output_scale="std", output_gate=True, generator_init_std=0.01,
-    balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None,
+    balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None, identity_noise=0.0,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     # adversarial_weight: the authors' related code, 0.996 L2 + 0.004 adversarial for the tasks that have one.
@@ -189,6 +189,7 @@ def _checks():
         "generator_init_std": _number(0, low_open=True, optional=True),
         "base_checkpoint": (lambda v: v is None or isinstance(v, str), "a path string or None"),
         "balance": _one_of("none", "grad_norm"), "balance_cap": _number(1), "max_loss": _number(0, low_open=True),
+        "identity_noise": _number(0, 1),
         "data": _one_of("scenes", "sbd", "voc"),
         "data_root": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "a folder path or None"),
         "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": _number(integer=True),
@@ -217,6 +218,9 @@ def validate_config(config):
         raise ValueError("skip_gate=True gives each feature skip a FiLM site: it needs a FiLM network (model "
                          f"'proposed' or 'encin', got {config['model']!r}) and feature_skips such as [0] (got "
                          f"{config['feature_skips']!r})")
+    if config["identity_noise"] and "reconstruction" not in config["tasks"]:
+        raise ValueError("identity_noise makes some reconstruction samples noisy: it needs 'reconstruction' in "
+                         f"tasks (got {config['tasks']!r}); set identity_noise=0")
     jobs = set(training_jobs(config))
     weights = config["task_weights"] or {}
     unknown = sorted(set(weights) - jobs)

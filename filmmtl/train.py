@@ -139,6 +139,7 @@ class Trainer:
         index = torch.randint(len(self.train_set), (cfg["batch_size"],), generator=self.generator)
         images, masks = (t.to(self.device) for t in self.train_set.batch(index))
         jobs = self.draw_jobs(cfg["batch_size"])
+        images = self.noisy_identity(images, jobs)
         groups = {}
         for i, job in enumerate(jobs):
             groups.setdefault(job, []).append(i)
@@ -182,6 +183,20 @@ class Trainer:
         self.update_discriminators(parts, output.detach(), images, masks)
         self.step_count += 1
         return logged
+
+    def noisy_identity(self, images, jobs):
+        """Each reconstruction sample becomes, with probability ``identity_noise``, restoration's noisy
+        image: its input and its target. Why: trained on clean images only, c = 0 smooths a noisy input
+        (it removed a quarter of the noise's energy in the shipped network), so the restoration slider
+        started from a half-restored image. Draws nothing when the option is 0 (older runs reproduce)."""
+        p = self.config["identity_noise"]
+        recon = [i for i, job in enumerate(jobs) if job == "reconstruction"]
+        if not p or not recon:
+            return images
+        picked = torch.tensor(recon)[torch.rand(len(recon), generator=self.generator) < p].to(images.device)
+        images = images.clone()
+        images[picked] = TASKS["restoration"].make_input(images[picked], self.generator)[0]
+        return images
 
     @staticmethod
     def shard_parts(parts, mine):

@@ -72,6 +72,25 @@ def test_balancing_scales_a_job_towards_the_mean_gradient_norm():
         smoke(mixed_batch=True, balance="grad_norm")
 
 
+def test_identity_noise_makes_reconstruction_samples_noisy_and_nothing_else():
+    """identity_noise: drawn reconstruction samples get restoration's noise (their input and target); other
+    jobs' samples are untouched; at 0 no random number is drawn, so older runs reproduce exactly."""
+    images = torch.rand(6, 3, 32, 32)
+    jobs = ["reconstruction", "restoration", "reconstruction", "style_gogh", "reconstruction", "completion"]
+    trainer = smoke(identity_noise=1.0)
+    noisy = trainer.noisy_identity(images, jobs)
+    changed = [not torch.equal(a, b) for a, b in zip(noisy, images)]
+    assert changed == [job == "reconstruction" for job in jobs]
+    assert 0.05 < float((noisy[0] - images[0]).std()) < 0.15  # restoration's sigma = 0.1, clipped
+    off = smoke(identity_noise=0.0)
+    state = off.generator.get_state()
+    assert off.noisy_identity(images, jobs) is images and torch.equal(off.generator.get_state(), state)
+    with pytest.raises(ValueError, match="needs 'reconstruction' in tasks"):
+        smoke(identity_noise=0.5, tasks=["restoration"])
+    with pytest.raises(ValueError, match="'identity_noise' must be"):
+        smoke(identity_noise=1.5)
+
+
 def test_interrupted_run_resumes_exactly(tmp_path):
     straight = smoke(steps=4).fit()
     first = smoke(steps=4)
