@@ -31,6 +31,7 @@ def parse_sets(pairs):
 
 def train(args):
     """Train a network (six tasks by default) and save a checkpoint with its command and config beside it."""
+    from filmmtl.distributed import leave
     from filmmtl.train import Trainer
     out = check_writable(args.out)
     check_writable(out.with_suffix(".json"))
@@ -55,16 +56,21 @@ def train(args):
     start = trainer.step_count
     if start >= trainer.config["steps"]:
         print(f"{out} is already complete at {start} steps; nothing to do")
-        return
-    started = time.time()
-    trainer.fit(checkpoint=out)
-    if trainer.rank > 0:  # under torchrun, rank 0 writes
-        return
+    else:
+        started = time.time()
+        trainer.fit(checkpoint=out)
+        if trainer.rank == 0:  # under torchrun, rank 0 writes
+            write_sidecar(trainer, out, start, time.time() - started)
+    leave()
+
+
+def write_sidecar(trainer, out, start, seconds):
+    """The .json beside a trained checkpoint: the exact command, config, provenance and wall time."""
     launcher = "torchrun --nproc_per_node %d -m filmmtl " % trainer.world_size if trainer.world_size > 1 else \
         "python -m filmmtl "
     sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
                "provenance": trainer.provenance(), "steps": trainer.step_count,
-               "wall_minutes": {"from_step": start, "minutes": round((time.time() - started) / 60, 1)}}
+               "wall_minutes": {"from_step": start, "minutes": round(seconds / 60, 1)}}
     atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     print(f"saved {out} after {trainer.step_count} steps")
 

@@ -23,6 +23,14 @@ def world():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def leave():
+    """Leave the process group together: a gloo process that exits inside it can abort ("terminate called
+    without an active exception") while another rank is still writing."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def local_device(device):
     """This process's device: cuda:LOCAL_RANK under torchrun on a GPU machine."""
     if device.type == "cuda" and dist.is_initialized():
