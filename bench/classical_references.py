@@ -24,6 +24,15 @@ def per_image(function, images, *extra):
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().clamp(0, 1)
 
 
+def completion_references(images, holed, hole):
+    """Untrained fills of the hole: the visible pixels' mean colour and biharmonic inpainting."""
+    visible = (~hole).float()
+    mean_colour = (images * visible).sum((2, 3), keepdim=True) / visible.sum((2, 3), keepdim=True)
+    return {"mean colour of the visible pixels": torch.where(hole, mean_colour, images),
+            "biharmonic inpainting": per_image(lambda x, h: inpaint_biharmonic(x, h, channel_axis=-1),
+                                               holed, hole[:, 0].numpy())}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="course")
@@ -46,11 +55,7 @@ def main():
 
     holed, hole = job_inputs("completion", images)
     start = psnr(holed, images, hole).mean().item()
-    visible = (~hole).float()
-    mean_colour = (images * visible).sum((2, 3), keepdim=True) / visible.sum((2, 3), keepdim=True)
-    candidates = {"mean colour of the visible pixels": torch.where(hole, mean_colour, images),
-                  "biharmonic inpainting": per_image(lambda x, h: inpaint_biharmonic(x, h, channel_axis=-1),
-                                                     holed, hole[:, 0].numpy())}
+    candidates = completion_references(images, holed, hole)
     print(f"\ncompletion (inside the hole): grey input {start:.2f} dB; bar: gain >= 3 dB")
     for name, out in candidates.items():
         value = psnr(out, images, hole).mean().item()

@@ -16,9 +16,8 @@ import argparse
 
 import numpy as np
 import torch
-from classical_references import per_image
+from classical_references import completion_references
 from scipy.ndimage import distance_transform_edt
-from skimage.restoration import inpaint_biharmonic
 
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import job_inputs, run
@@ -51,11 +50,9 @@ def restoration_anatomy(model, space, images):
 def completion_by_distance(model, space, images):
     holed, hole = job_inputs("completion", images)
     filled = run(model, space.vector("completion"), holed)
-    visible = (~hole).float()
-    mean_colour = (images * visible).sum((2, 3), keepdim=True) / visible.sum((2, 3), keepdim=True)
-    outputs = {"grey input": holed, "network": filled, "mean colour": torch.where(hole, mean_colour, images),
-               "biharmonic": per_image(lambda x, h: inpaint_biharmonic(x, h, channel_axis=-1),
-                                       holed, hole[:, 0].numpy())}
+    references = completion_references(images, holed, hole)
+    outputs = {"grey input": holed, "network": filled, "mean colour": references["mean colour of the visible pixels"],
+               "biharmonic": references["biharmonic inpainting"]}
     distance = torch.from_numpy(np.stack([distance_transform_edt(h) for h in hole[:, 0].numpy()]))[:, None]
     print("\ncompletion: MSE inside the hole by distance to its border (pixels), and pooled hole PSNR gain")
     print(f"  {'':12s}" + "".join(f"{f'({lo:g}, {hi:g}]' if hi < 1e9 else f'> {lo:g}':>12s}" for lo, hi in BANDS)

@@ -22,8 +22,9 @@ import torch
 FORMAT_VERSION = 2
 # Config fields added after the first shipped networks, with the values those networks were made with.
 ADDED_FIELDS = dict(feature_skips=[], skip_gate=False, output_scale="none", output_gate=False,
-                    generator_init_std=None, balance="none", balance_cap=10.0, max_loss=1e5,
-                    identity_noise=0.0)  # the largest loss the shipped runs logged: 2,714
+                    generator_init_std=None, balance="none", balance_cap=10.0,
+                    max_loss=1e5,  # the largest loss the shipped runs logged: 2,714
+                    identity_noise=0.0)
 MANIFEST_NAME = "MANIFEST.sha256"
 MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 

@@ -187,8 +187,8 @@ class Trainer:
     def noisy_identity(self, images, jobs):
         """Each reconstruction sample becomes, with probability ``identity_noise``, restoration's noisy
         image: its input and its target. Why: trained on clean images only, c = 0 smooths a noisy input
-        (it removed a quarter of the noise's energy in the shipped network), so the restoration slider
-        started from a half-restored image. Draws nothing when the option is 0 (older runs reproduce)."""
+        (the network shipped before removed a quarter of the noise's energy there), so the restoration
+        slider started part of the way to the clean image. Draws nothing when the option is 0 (older runs reproduce)."""
         p = self.config["identity_noise"]
         recon = [i for i, job in enumerate(jobs) if job == "reconstruction"]
         if not p or not recon:
