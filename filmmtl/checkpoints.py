@@ -24,7 +24,7 @@ FORMAT_VERSION = 2
 ADDED_FIELDS = dict(feature_skips=[], skip_gate=False, output_scale="none", output_gate=False,
                     generator_init_std=None, balance="none", balance_cap=10.0,
                     max_loss=1e5,  # the largest loss the shipped runs logged: 2,714
-                    identity_noise=0.0)
+                    identity_noise=0.0, hole_weight=1.0)
 MANIFEST_NAME = "MANIFEST.sha256"
 MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 

@@ -91,6 +91,38 @@ def test_identity_noise_makes_reconstruction_samples_noisy_and_nothing_else():
         smoke(identity_noise=1.5)
 
 
+def test_hole_weight_weighs_the_hole_and_leaves_other_losses_alone():
+    """hole_weight: completion's L2 is a weighted mean with the hole's pixels at the weight and the rest at 1;
+    at 1 (the default) it is plain MSE, and tasks without a region never change."""
+    torch.manual_seed(0)
+    images, output = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    hole = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    hole[:, :, 2:6, 2:6] = True
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    error = (output - images).square()
+    inside, outside = error.expand(2, 3, 8, 8)[hole.expand(2, 3, 8, 8)], error[~hole.expand(2, 3, 8, 8)]
+    weighted = smoke(hole_weight=4.0)
+    expected = (4 * inside.sum() + outside.sum()) / (4 * inside.numel() + outside.numel())
+    assert float(weighted.task_loss("completion", output, images, masks, hole)) == pytest.approx(float(expected), rel=1e-5)
+    plain = float(torch.nn.functional.mse_loss(output, images))
+    assert float(smoke().task_loss("completion", output, images, masks, hole)) == pytest.approx(plain, rel=1e-6)
+    assert float(weighted.task_loss("restoration", output, images, masks)) == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ValueError, match="'hole_weight' must be"):
+        smoke(hole_weight=0)
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    """amp='auto' on a CPU: bf16 autocast only where the CPU has bf16 in hardware (emulated it made a course
+    step 13x slower); the choice is recorded with every result; True and False are obeyed as given."""
+    import filmmtl.train as train
+    for native in (True, False):
+        monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: native)
+        trainer = smoke(amp="auto", device="cpu")
+        assert trainer.amp is native and trainer.provenance()["bf16_autocast"] is native
+    assert smoke(amp=True, device="cpu").amp is True and smoke(amp=False, device="cpu").amp is False
+    assert make_config("course")["amp"] == "auto"
+
+
 def test_interrupted_run_resumes_exactly(tmp_path):
     straight = smoke(steps=4).fit()
     first = smoke(steps=4)
