@@ -9,8 +9,9 @@ Same test images and degraded inputs as `python -m filmmtl evaluate` (same seeds
   exact identity at c=0 the share would be 1 - 10^(-gain/10) (an MMSE estimate's error is orthogonal
   to its correction, so its distance to the noisy input is the noise's energy minus its own error),
   printed beside the measured one.
-- Completion's hole gain, by distance to the hole's border, beside biharmonic inpainting (scikit-image)
-  and the visible pixels' mean colour: where in the hole the network is worse than a classical method.
+- Completion's error by distance to the hole's border (and on the visible ring around it, where a
+  correction that cannot stop sharply at the border spills), beside biharmonic inpainting (scikit-image)
+  and the visible pixels' mean colour: where the network is worse than a classical method.
 """
 import argparse
 
@@ -25,8 +26,9 @@ from filmmtl.metrics import psnr
 from filmmtl.tasks import TaskSpace
 from filmmtl.train import load_model
 
-# Distance to the nearest visible pixel, in pixels: (low, high] bands.
-BANDS = ((0, 2), (2, 4), (4, 8), (8, 1e9))
+# Signed distance to the hole's border, in pixels (inside: to the nearest visible pixel; outside, negative:
+# to the nearest hole pixel): (low, high] bands. The first is the visible ring next to the hole.
+BANDS = ((-3, -1), (0, 2), (2, 4), (4, 8), (8, 1e9))
 
 
 def energy(a, b):
@@ -53,16 +55,23 @@ def completion_by_distance(model, space, images):
     references = completion_references(images, holed, hole)
     outputs = {"grey input": holed, "network": filled, "mean colour": references["mean colour of the visible pixels"],
                "biharmonic": references["biharmonic inpainting"]}
-    distance = torch.from_numpy(np.stack([distance_transform_edt(h) for h in hole[:, 0].numpy()]))[:, None]
-    print("\ncompletion: MSE inside the hole by distance to its border (pixels), and pooled hole PSNR gain")
+    holes = hole[:, 0].numpy()
+    distance = torch.from_numpy(np.stack([np.where(h, distance_transform_edt(h), -distance_transform_edt(~h))
+                                          for h in holes]))[:, None]
+    print("\ncompletion: MSE by signed distance to the hole's border (pixels; negative: the visible ring around "
+          "it), pooled hole PSNR gain,\nand in the hole's first pixel ring the share of the step from the grey fill "
+          "to the answer that the output makes (1: all of it)")
     print(f"  {'':12s}" + "".join(f"{f'({lo:g}, {hi:g}]' if hi < 1e9 else f'> {lo:g}':>12s}" for lo, hi in BANDS)
-          + f"{'gain dB':>10s}")
+          + f"{'gain dB':>10s}{'ring step':>11s}")
     start = psnr(holed, images, hole).mean().item()
+    ring = ((distance > 0) & (distance <= 1)).expand_as(images)
     for name, out in outputs.items():
         error = (out - images).square().mean(1, keepdim=True)
         cells = [error[(distance > lo) & (distance <= hi)].mean().item() for lo, hi in BANDS]
         gain = psnr(out, images, hole).mean().item() - start
-        print(f"  {name:12s}" + "".join(f"{c:12.4f}" for c in cells) + f"{gain:+10.2f}")
+        step, made = images[ring] - holed[ring], out[ring] - holed[ring]
+        share = float((made * step).sum() / step.square().sum())
+        print(f"  {name:12s}" + "".join(f"{c:12.4f}" for c in cells) + f"{gain:+10.2f}{share:11.2f}")
 
 
 def main():

@@ -3,9 +3,9 @@
 - ``smoke``: tests and CI, seconds per run.
 - ``course``: 2 CPU cores: 64x64 images and a half-width network (a quarter of the paper's compute per
   pixel), 2,000 training scenes, 16,000 steps for a network trained from scratch (the shipped
-  experiment-1 network: 61 to 74 minutes on one core in bf16; the compared networks of experiments 2
-  and 3 set their own, shorter, budget). The FiLM mechanism and every task are the paper's; only the
-  scale is smaller.
+  experiment-1 network: 29 to 74 minutes on one core in bf16 where the CPU has it, about 100 in fp32 on an
+  AVX2-only CPU; the compared networks of experiments 2 and 3 set their own, shorter, budget). The FiLM
+  mechanism and every task are the paper's; only the scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
   the embedded scenes at the paper's split sizes (8,498 / 2,857).
 

@@ -96,7 +96,8 @@ class Trainer:
         self.test_set = load_dataset(cfg["data"], "test", cfg["size"], cfg["n_test"], cfg["data_root"],
                                      cfg["data_seed"])
         cuda = self.device.type == "cuda"
-        self.amp = (cuda or (self.device.type == "cpu" and cpu_has_fast_bf16())) if cfg["amp"] == "auto" else bool(cfg["amp"])
+        auto_amp = cuda or (self.device.type == "cpu" and cpu_has_fast_bf16())
+        self.amp = auto_amp if cfg["amp"] == "auto" else bool(cfg["amp"])
         if (cfg["channels_last"] == "auto" and cuda) or cfg["channels_last"] is True:
             self.model.to(memory_format=torch.channels_last)
         # The network as trained: wrapped in DistributedDataParallel under torchrun (unused parameters
