@@ -272,7 +272,7 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
     from filmmtl.checkpoints import upgrade_config
     from filmmtl.profiles import recipe_overrides
     from filmmtl.session import SHIPPED
-    from filmmtl.train import RUNTIME
+    from filmmtl.train import check_same_run
     course = make_config("course")
     sidecars = sorted(SHIPPED.glob("*.json"))
     assert {p.stem for p in sidecars} >= {"proposed", "proposed_compared", "method1", "single", "piggyback1"}
@@ -281,6 +281,4 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
         recipe = {**course, **recipe_overrides(sidecar.stem, course)}
         if shipped.get("base_checkpoint"):  # trained against a path to the base it names
             shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
-        differing = {k: (shipped.get(k), recipe.get(k)) for k in set(shipped) | set(recipe)
-                     if k not in RUNTIME and shipped.get(k) != recipe.get(k)}
-        assert not differing, (sidecar.stem, differing)
+        check_same_run(shipped, recipe, path=sidecar.name)  # raises, naming every field that differs
