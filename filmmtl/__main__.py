@@ -70,9 +70,18 @@ def write_sidecar(trainer, out, start, seconds):
         "python -m filmmtl "
     sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
                "provenance": trainer.provenance(), "steps": trainer.step_count,
-               "wall_minutes": {"from_step": start, "minutes": round(seconds / 60, 1)}}
+               "wall_minutes": wall_minutes(trainer.legs, start, seconds), "legs": trainer.legs}
     atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     print(f"saved {out} after {trainer.step_count} steps")
+
+
+def wall_minutes(legs, start, seconds):
+    """This call's minutes and, where every leg since step 0 was recorded, the run's total (a run resumed
+    across sessions or machines has several legs; each counts up to its last checkpoint)."""
+    wall = {"from_step": start, "minutes": round(seconds / 60, 1)}
+    if legs and legs[0]["from_step"] == 0 and all(a["to_step"] == b["from_step"] for a, b in zip(legs, legs[1:])):
+        wall["total_minutes"] = round(sum(leg["seconds"] for leg in legs) / 60, 1)
+    return wall
 
 
 def export(args):

@@ -170,7 +170,7 @@ def export_checkpoint(source, target, command, wall_minutes=None):
     check_writable(target)
     atomic_write(target, lambda tmp: save_compressed(small, tmp))
     sidecar = {"command": command, "config": state["config"], "provenance": state["provenance"],
-               "steps": state["step"], "wall_minutes": wall_minutes}
+               "steps": state["step"], "wall_minutes": wall_minutes, "legs": state.get("legs", [])}
     atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
     update_manifest(target.parent, target.name)
     return target

@@ -7,6 +7,7 @@ pass with per-sample task vectors. Methods: 1 = single tasks only (mixes only at
 """
 import math
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -37,6 +38,16 @@ def cpu_has_fast_bf16():
     EPYC, 2026-12-01) where it took 0.71x on a machine with it (2026-11-28)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check is not None and check())
+
+
+def processor_name(device):
+    """What a leg of training ran on, for its record: the GPU's name, or the CPU's model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    return f"{models[0] if models else platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def resolve_device(name="auto"):
@@ -91,6 +102,9 @@ class Trainer:
         self.balance_ema = {}  # job -> EMA of its gradient norm (balance="grad_norm")
         self.step_count = 0
         self.history = []
+        # One entry per fit() call (a "leg": resumed runs have several), saved with every checkpoint: its
+        # steps, seconds and precision, so that a run resumed across machines still reports its wall time.
+        self.legs = []
         self.train_set = load_dataset(cfg["data"], "train", cfg["size"], cfg["n_train"], cfg["data_root"],
                                       cfg["data_seed"])
         self.test_set = load_dataset(cfg["data"], "test", cfg["size"], cfg["n_test"], cfg["data_root"],
@@ -285,6 +299,11 @@ class Trainer:
             raise ValueError(f"fit(steps={steps}) goes past the config's steps={cfg['steps']}, where the "
                              f"learning rate reaches its end; build the Trainer with steps={steps} instead")
         bar = tqdm(total=steps, initial=self.step_count, disable=self.quiet, desc="training")
+        started = time.time()
+        leg = {"from_step": self.step_count, "to_step": self.step_count, "seconds": 0.0,
+               "processor": processor_name(self.device), "device": str(self.device),
+               "bf16_autocast": self.amp}
+        self.legs.append(leg)
         while self.step_count < steps:
             self.model.train()
             logged = self.step()
@@ -294,6 +313,7 @@ class Trainer:
             if main and cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
                 scores = self.evaluate(n=cfg["n_val"])
                 self.history.append({"step": self.step_count, "job": "validation", "scores": scores})
+            leg.update(to_step=self.step_count, seconds=round(time.time() - started, 1))
             if main and checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
                 self.save(checkpoint)
         bar.close()
@@ -318,7 +338,7 @@ class Trainer:
             "d_optimiser": self.d_optimiser.state_dict() if self.d_optimiser else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "step": self.step_count, "config": self.config, "provenance": self.provenance(),
-            "history": self.history, "balance_ema": dict(self.balance_ema), "format": FORMAT_VERSION,
+            "history": self.history, "legs": self.legs, "balance_ema": dict(self.balance_ema), "format": FORMAT_VERSION,
         }
 
     def save(self, path):
@@ -341,6 +361,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step_count = state["step"]
         self.history = list(state["history"])
+        self.legs = list(state.get("legs", []))  # absent before legs were recorded
         self.balance_ema = dict(state.get("balance_ema", {}))
         return self
 

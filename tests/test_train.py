@@ -133,6 +133,32 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     assert torch.equal(weights(straight), weights(resumed))
 
 
+def test_run_resumed_across_legs_reports_each_leg_and_the_total_wall_time(tmp_path):
+    out = tmp_path / "legs.pt"
+    first = smoke(steps=3, eval_every=0, checkpoint_every=1)
+    first.fit(steps=2, checkpoint=out)  # the first session stops after step 2
+    main(["train", "--profile", "smoke", "--out", str(out), "--steps", "3", "--quiet", "--resume",
+          "--set", "eval_every=0", "--set", "checkpoint_every=1"])
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    legs = sidecar["legs"]
+    assert [(leg["from_step"], leg["to_step"]) for leg in legs] == [(0, 2), (2, 3)]
+    assert all(leg["seconds"] > 0 and leg["device"] == "cpu" and "threads" in leg["processor"] for leg in legs)
+    wall = sidecar["wall_minutes"]
+    assert wall["from_step"] == 2
+    assert wall["total_minutes"] == round(sum(leg["seconds"] for leg in legs) / 60, 1)
+    shipped = tmp_path / "shipped" / "legs.pt"
+    main(["export", "--checkpoint", str(out), "--out", str(shipped)])
+    exported = json.loads(shipped.with_suffix(".json").read_text())
+    assert exported["wall_minutes"] == wall and exported["legs"] == legs
+
+
+def test_wall_time_total_only_when_every_leg_since_step_0_is_known():
+    from filmmtl.__main__ import wall_minutes
+    legs = [{"from_step": 0, "to_step": 5, "seconds": 60.0}, {"from_step": 5, "to_step": 9, "seconds": 30.0}]
+    assert wall_minutes(legs, 5, 30.0) == {"from_step": 5, "minutes": 0.5, "total_minutes": 1.5}
+    assert "total_minutes" not in wall_minutes(legs[1:], 5, 30.0)  # resumed from a run without legs
+
+
 def test_checkpoint_for_another_network_lists_the_mismatch(tmp_path):
     smoke(steps=1, eval_every=0).fit(checkpoint=tmp_path / "a.pt")
     with pytest.raises(ValueError, match=r"width: checkpoint 0.25 vs requested 0.5"):

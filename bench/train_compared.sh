@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The compared networks of experiments 2 and 3 (issue 12) trained at DRAWS draws per unit of sampling weight
+# (course profile: 200, where the proposed network still improves; 1200 = 6x: 16,800 steps with the mixes,
+# 13,200 without), Piggyback's two bases first. On a GPU all at once; on a CPU one after another
+# (PARALLEL=0, the default without nvidia-smi: one run with both cores made 1.6x the steps per minute of
+# two one-core runs side by side, 2026-12-01). Each run checkpoints every 500 steps into $OUT/train, so a
+# second call with the same OUT resumes where the first stopped (also in another session: commit $OUT).
+# A finished network is exported (fp16, with its command and wall time) into $OUT/checkpoints and skipped
+# afterwards; copy them over data/checkpoints after `python -m filmmtl evaluate` and notebooks 03 and 04.
+# Run from the repository root: `bash bench/train_compared.sh [DRAWS]`; log: $OUT/train_compared.log.
+set -uo pipefail
+DRAWS=${1:-1200}
+OUT=${OUT:-results/compared_$DRAWS}
+PY=${PY:-python3}
+PROFILE=${PROFILE:-course}  # smoke: a seconds-long rehearsal of this script on a CPU
+if command -v nvidia-smi >/dev/null; then PARALLEL=${PARALLEL:-1}; else PARALLEL=${PARALLEL:-0}; fi
+RUNS="$OUT/train"
+mkdir -p "$RUNS" "$OUT/checkpoints"
+export PYTHONUNBUFFERED=1
+train() {  # recipe: train (or resume) it into $RUNS, its own log beside it, then export it
+  local resume=""
+  [ -f "$OUT/checkpoints/$1.pt" ] && { echo "already exported: $1"; return; }
+  [ -f "$RUNS/$1.pt" ] && resume="--resume"
+  $PY -m filmmtl train --recipe "$1" --profile "$PROFILE" --set comparison_draws="$DRAWS" --out "$RUNS/$1.pt" \
+    --quiet $resume >>"$RUNS/$1.log" 2>&1 || { echo "FAILED: $1 (see $RUNS/$1.log)"; return; }
+  $PY -m filmmtl export --checkpoint "$RUNS/$1.pt" --out "$OUT/checkpoints/$1.pt" && tail -1 "$RUNS/$1.log"
+}
+{
+  date -u; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  bases="base_completion base_segmentation"
+  others="proposed_compared method1 method2 encin sgn sgn_bias single sharedenc"
+  if [ "$PARALLEL" = 1 ]; then
+    base_pids=""
+    for r in $bases; do train "$r" & base_pids="$base_pids $!"; done
+    for r in $others; do train "$r" & done
+    wait $base_pids  # Piggyback trains on its frozen base
+    for r in piggyback1 piggyback2; do train "$r" & done
+    wait
+  else
+    for r in $bases $others piggyback1 piggyback2; do train "$r"; done
+  fi
+  ls "$OUT/checkpoints"
+  date -u
+} 2>&1 | tee -a "$OUT/train_compared.log"
