@@ -1,7 +1,8 @@
 """Throughput side by side: scene generation vs training images/s, L2 vs perceptual steps, peak memory,
 and the speed settings (channels_last, bf16 autocast, threads, torch.compile) against eager fp32.
 
-Run: `.venv/bin/python bench/throughput.py [--profiles course paper] [--repeats 5] [--settings]`. Every
+Run: `.venv/bin/python bench/throughput.py [--profiles course paper] [--repeats 5] [--settings]
+[--setting-jobs restoration style_gogh]`. Every
 ratio is measured in this one run, candidates interleaved (see timing.py), so machine noise hits them alike.
 """
 import argparse
@@ -29,8 +30,9 @@ def job_step(trainer, job):
     return step
 
 
-def speed_settings(profile, repeats, compile_too):
-    """Training-step time of each setting over eager fp32 (a restoration step: the network's own cost)."""
+def speed_settings(profile, repeats, compile_too, job="restoration"):
+    """Training-step time of each setting over eager fp32 on one job's step (restoration: the network's own
+    cost; a style job adds the perceptual network, whose speed under bf16 differs by CPU)."""
     settings = {"eager fp32": {}, "channels_last": dict(channels_last=True),
                 "bf16 autocast": dict(amp=True), "bf16 autocast + channels_last": dict(amp=True, channels_last=True)}
     trainers = {name: Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0,
@@ -39,10 +41,10 @@ def speed_settings(profile, repeats, compile_too):
         trainers["torch.compile"] = Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0,
                                             amp=False, channels_last=False)
         trainers["torch.compile"].network = torch.compile(trainers["torch.compile"].model)
-    steps = {name: job_step(t, "restoration") for name, t in trainers.items()}
+    steps = {name: job_step(t, job) for name, t in trainers.items()}
     threads = torch.get_num_threads()
     if threads > 1:
-        one = job_step(trainers["eager fp32"], "restoration")
+        one = job_step(trainers["eager fp32"], job)
 
         def one_thread():
             torch.set_num_threads(1)
@@ -53,7 +55,7 @@ def speed_settings(profile, repeats, compile_too):
         steps["eager fp32, 1 thread"] = one_thread
     medians = interleaved_medians(steps, repeats, warmup=2)
     base = medians["eager fp32"]
-    print(f"\n{profile}: speed settings, step time / eager fp32 ({threads} threads, device "
+    print(f"\n{profile}: speed settings, {job} step time / eager fp32 ({threads} threads, device "
           f"{trainers['eager fp32'].device}; < 1 is faster)")
     for name, seconds in medians.items():
         print(f"  {name:32s} {seconds * 1000:8.1f} ms/step   ratio {seconds / base:.3f}")
@@ -65,11 +67,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--settings", action="store_true", help="also time the speed settings against eager fp32")
     parser.add_argument("--compile", action="store_true", help="include torch.compile in --settings (slow to build)")
+    parser.add_argument("--setting-jobs", nargs="+", default=["restoration"],
+                        help="the jobs whose step --settings times (e.g. restoration style_gogh)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     for profile in args.profiles:
         if args.settings:
-            speed_settings(profile, args.repeats, args.compile)
+            for job in args.setting_jobs:
+                speed_settings(profile, args.repeats, args.compile, job)
         trainer = Trainer(profile=profile, quiet=True, n_train=64, n_test=8, eval_every=0)
         cfg, batch = trainer.config, trainer.config["batch_size"]
         start = time.perf_counter()

@@ -3,9 +3,8 @@
 - ``smoke``: tests and CI, seconds per run.
 - ``course``: 2 CPU cores: 64x64 images and a half-width network (a quarter of the paper's compute per
   pixel), 2,000 training scenes, 20,000 steps for a network trained from scratch (the shipped
-  experiment-1 network: about 50 minutes on 2 cores in bf16 where the CPU has it, about 70 in fp32 on an
-  AVX2-only CPU at 0.21 s a step; the compared networks of experiments 2 and 3 set their own, shorter,
-  budget). The FiLM mechanism and every task are the paper's; only the scale is smaller.
+  experiment-1 network: 50 minutes on 2 cores of an AMD EPYC in bf16, about 70 in fp32 on an AVX2-only
+  CPU at 0.21 s a step; the compared networks of experiments 2 and 3 set their own budget). The FiLM mechanism and every task are the paper's; only the scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
   the embedded scenes at the paper's split sizes (8,498 / 2,857).
 
@@ -39,9 +38,11 @@ PROFILES = {
     # smoke: fp32 on every machine, so that the tests' numbers do not depend on the CPU they run on.
     "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=0, n_val=8,
                   checkpoint_every=2, comparison_draws=0.5, amp=False),
-    # amp="auto" (the base's): bf16 autocast on a GPU, and on a CPU that computes bf16 in hardware
-    # (``train.cpu_has_fast_bf16``; a course step 0.71x the fp32 time there, 13x on an AVX2-only CPU where
-    # it is emulated); scores at 1,500 steps within seed noise of fp32 (README "Decisions").
+    # amp="auto" (the base's): bf16 autocast on a GPU, fp32 on a CPU. On a CPU bf16 is opt in (amp=True):
+    # a course step took 0.71x the fp32 time on one CPU (2026-11-28), 13x on an AVX2-only AMD EPYC where it
+    # is emulated (2026-12-01) and 1.18x to 1.25x (L2 steps; 0.99x perceptual) on an Intel Xeon whose
+    # oneDNN reports hardware bf16 (2026-12-02): no CPU test foretells it, `bench/throughput.py --settings`
+    # measures it. Scores at 1,500 steps were within seed noise of fp32 (README "Decisions").
     "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=20000, eval_every=1000,
                    n_val=64, checkpoint_every=500, comparison_draws=200),
     "paper": dict(),

@@ -32,14 +32,6 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def cpu_has_fast_bf16():
-    """Whether this CPU computes bf16 in hardware (oneDNN's own test: AVX-512 or AMX). Why it matters: on
-    a CPU without it bf16 autocast is emulated, and a course step took 13x its fp32 time (AVX2-only AMD
-    EPYC, 2026-12-01) where it took 0.71x on a machine with it (2026-11-28)."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check is not None and check())
-
-
 def processor_name(device):
     """What a leg of training ran on, for its record: the GPU's name, or the CPU's model and core count."""
     if device.type == "cuda":
@@ -110,8 +102,7 @@ class Trainer:
         self.test_set = load_dataset(cfg["data"], "test", cfg["size"], cfg["n_test"], cfg["data_root"],
                                      cfg["data_seed"])
         cuda = self.device.type == "cuda"
-        auto_amp = cuda or (self.device.type == "cpu" and cpu_has_fast_bf16())
-        self.amp = auto_amp if cfg["amp"] == "auto" else bool(cfg["amp"])
+        self.amp = cuda if cfg["amp"] == "auto" else bool(cfg["amp"])  # bf16 on a CPU: opt in (profiles.py)
         if (cfg["channels_last"] == "auto" and cuda) or cfg["channels_last"] is True:
             self.model.to(memory_format=torch.channels_last)
         # The network as trained: wrapped in DistributedDataParallel under torchrun (unused parameters

@@ -111,14 +111,11 @@ def test_hole_weight_weighs_the_hole_and_leaves_other_losses_alone():
         smoke(hole_weight=0)
 
 
-def test_auto_precision_uses_bf16_only_where_the_cpu_computes_it(monkeypatch):
-    """amp='auto' on a CPU: bf16 autocast only where the CPU has bf16 in hardware (emulated it made a course
-    step 13x slower); the choice is recorded with every result; True and False are obeyed as given."""
-    import filmmtl.train as train
-    for native in (True, False):
-        monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: native)
-        trainer = smoke(amp="auto", device="cpu")
-        assert trainer.amp is native and trainer.provenance()["bf16_autocast"] is native
+def test_auto_precision_is_fp32_on_a_cpu_and_recorded():
+    """amp='auto': bf16 autocast on a GPU only (on CPUs it was 0.71x, 1.2x and 13x the fp32 step time, by
+    machine, with no flag to tell them apart); the choice is recorded; True and False are obeyed as given."""
+    trainer = smoke(amp="auto", device="cpu")
+    assert trainer.amp is False and trainer.provenance()["bf16_autocast"] is False
     assert smoke(amp=True, device="cpu").amp is True and smoke(amp=False, device="cpu").amp is False
     assert make_config("course")["amp"] == "auto"
 
