@@ -39,15 +39,15 @@ def train(args):
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
     from filmmtl.profiles import make_config, recipe_overrides
-    overrides = {}
-    if args.recipe:
-        overrides = recipe_overrides(args.recipe, make_config(args.profile))
+    overrides, sets = {}, parse_sets(args.set)
+    if args.recipe:  # its steps may follow a --set (comparison_draws)
+        overrides = recipe_overrides(args.recipe, make_config(args.profile, **sets))
         if overrides.get("base_checkpoint"):  # the base network is trained first, beside --out
             overrides["base_checkpoint"] = str(out.parent / f"{overrides['base_checkpoint']}.pt")
     flags = dict(seed=args.seed, device=args.device, data=args.data, data_root=args.data_root,
                  steps=args.steps, method=args.method, mixes=args.mixes, model=args.model)
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    overrides.update(parse_sets(args.set))
+    overrides.update(sets)
     trainer = Trainer(profile=args.profile, quiet=args.quiet, **overrides)
     if out.exists():
         trainer.load(out)

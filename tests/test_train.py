@@ -149,6 +149,18 @@ def test_run_resumed_across_legs_reports_each_leg_and_the_total_wall_time(tmp_pa
     assert exported["wall_minutes"] == wall and exported["legs"] == legs
 
 
+def test_cli_recipe_steps_follow_a_set_comparison_draws(tmp_path):
+    """bench/train_compared.sh trains longer by --set comparison_draws: the recipe's steps must follow it
+    (they were computed from the profile's draws before the --set applied, so it trained 200 draws)."""
+    from filmmtl.profiles import comparison_steps, recipe_overrides
+    out = tmp_path / "method1.pt"
+    main(["train", "--recipe", "method1", "--profile", "smoke", "--out", str(out), "--quiet",
+          "--set", "comparison_draws=0.2", "--set", "eval_every=0"])
+    steps = json.loads(out.with_suffix(".json").read_text())["steps"]
+    assert steps == comparison_steps({**make_config("smoke"), "comparison_draws": 0.2}) == 2
+    assert steps != recipe_overrides("method1", make_config("smoke"))["steps"]
+
+
 def test_wall_time_total_only_when_every_leg_since_step_0_is_known():
     from filmmtl.__main__ import wall_minutes
     legs = [{"from_step": 0, "to_step": 5, "seconds": 60.0}, {"from_step": 5, "to_step": 9, "seconds": 30.0}]
