@@ -4,7 +4,7 @@
 # 13,200 without), Piggyback's two bases first. On a GPU all at once; on a CPU one after another
 # (PARALLEL=0, the default without nvidia-smi: one run with both cores made 1.6x the steps per minute of
 # two one-core runs side by side, 2026-12-01). Each run checkpoints every 500 steps into $OUT/train, so a
-# second call with the same OUT resumes where the first stopped (also in another session: commit $OUT).
+# second call with the same OUT resumes where the first stopped (also in another session, given $OUT/train).
 # A finished network is exported (fp16, with its command and wall time) into $OUT/checkpoints and skipped
 # afterwards; copy them over data/checkpoints after `python -m filmmtl evaluate` and notebooks 03 and 04.
 # Run from the repository root: `bash bench/train_compared.sh [DRAWS]`; log: $OUT/train_compared.log.
