@@ -290,7 +290,7 @@ class Trainer:
             raise ValueError(f"fit(steps={steps}) goes past the config's steps={cfg['steps']}, where the "
                              f"learning rate reaches its end; build the Trainer with steps={steps} instead")
         bar = tqdm(total=steps, initial=self.step_count, disable=self.quiet, desc="training")
-        started = time.time()
+        started = time.perf_counter()
         leg = {"from_step": self.step_count, "to_step": self.step_count, "seconds": 0.0,
                "processor": processor_name(self.device), "device": str(self.device),
                "bf16_autocast": self.amp}
@@ -304,7 +304,7 @@ class Trainer:
             if main and cfg["eval_every"] and self.step_count % cfg["eval_every"] == 0:
                 scores = self.evaluate(n=cfg["n_val"])
                 self.history.append({"step": self.step_count, "job": "validation", "scores": scores})
-            leg.update(to_step=self.step_count, seconds=round(time.time() - started, 1))
+            leg.update(to_step=self.step_count, seconds=round(time.perf_counter() - started, 3))
             if main and checkpoint and (self.step_count % cfg["checkpoint_every"] == 0 or self.step_count == steps):
                 self.save(checkpoint)
         bar.close()
