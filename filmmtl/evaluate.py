@@ -190,6 +190,9 @@ QUALITY_BARS = (
 # The restoration slider must visibly act: its c=1 output at least this share of the noise's energy (MSE)
 # away from its c=0 output.
 SLIDER_SHARE = 0.5
+# A run has stopped rising (issue 12: compared networks trained until then) when its last eighth of steps made
+# under this share of each quality bar's change since its first validation (an even pace makes 1/8).
+SETTLED_SHARE = 0.1
 
 
 def quality_bars(scores):
@@ -204,16 +207,33 @@ def quality_bars(scores):
     return rows
 
 
-def gains_after(history, step):
-    """The quality bars a run still improved on after ``step``: (job, value at the last validation up to
-    ``step``, final value) for each bar whose final validation is better. None when the run has no
-    validation up to ``step`` and after it (``eval_every=0``, or a run shorter than ``step``)."""
+def bar_trajectory(history, step):
+    """Each quality bar's value at a run's first validation, at its last one up to ``step`` and at its final
+    one: (job, at_least, first, at_step, final). None when the run has no validation up to ``step`` and after
+    it (``eval_every=0``, or a run shorter than ``step``)."""
     points = [(h["step"], quality_bars(h["scores"])) for h in history if h.get("job") == "validation"]
     before = [bars for at, bars in points if at <= step]
     if not before or points[-1][0] <= step:
         return None
-    return [(a["job"], a["value"], b["value"]) for a, b in zip(before[-1], points[-1][1])
-            if (b["value"] > a["value"]) == a["at_least"] and b["value"] != a["value"]]
+    return [(mid["job"], mid["at_least"], first["value"], mid["value"], end["value"])
+            for first, mid, end in zip(points[0][1], before[-1], points[-1][1])]
+
+
+def gains_after(history, step):
+    """The quality bars a run still improved on after ``step``: (job, value at the last validation up to
+    ``step``, final value) for each bar whose final validation is better; None as for ``bar_trajectory``."""
+    rows = bar_trajectory(history, step)
+    return None if rows is None else [(job, mid, end) for job, at_least, _, mid, end in rows
+                                      if (end > mid) == at_least and end != mid]
+
+
+def late_share(history, step):
+    """How much of each bar's change over a run came after ``step``: (job, (final - at step) / (final -
+    first)). Near 0 for a run whose scores have stopped moving; 1/8 for the last eighth of a run that rose
+    at an even pace; negative where the bar fell back late. None as for ``bar_trajectory``."""
+    rows = bar_trajectory(history, step)
+    return None if rows is None else [(job, (end - mid) / (end - first) if end != first else 0.0)
+                                      for job, _, first, mid, end in rows]
 
 
 def strength_bars(model, space, images, jobs, batch_size=32):

@@ -25,7 +25,7 @@ def test_validation_curves_plot_every_bar_or_say_there_is_none():
 
 
 def test_overlaid_curves_and_the_bars_still_improving_after_a_step():
-    from filmmtl.evaluate import gains_after
+    from filmmtl.evaluate import gains_after, late_share
     from filmmtl.plots import validation_curves
     validation = lambda step, psnr, iou: {"step": step, "job": "validation",
                                           "scores": {"reconstruction": {"psnr": psnr}, "segmentation": {"iou": iou}}}
@@ -36,3 +36,6 @@ def test_overlaid_curves_and_the_bars_still_improving_after_a_step():
     assert {t.get_text() for t in fig.legends[0].get_texts()} == {"long", "short"}
     assert gains_after(long_run, 2000) == [("reconstruction", 28.0, 31.0)]  # IoU stayed put
     assert gains_after(long_run, 4000) is None and gains_after(long_run, 500) is None
+    assert late_share(long_run, 2000) == [("reconstruction", 0.5), ("segmentation", 0.0)]  # 3 of 6 dB late
+    fell_back = long_run[:2] + [validation(4000, 27.0, 0.8)]
+    assert late_share(fell_back, 2000) == [("reconstruction", -0.5), ("segmentation", 1.0)]
