@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The compared networks of experiments 2 and 3 (issue 12) trained at DRAWS draws per unit of sampling weight
-# (course profile: 200, where the proposed network still improves; 1200 = 6x: 16,800 steps with the mixes,
-# 13,200 without), Piggyback's two bases first. On a GPU all at once; on a CPU one after another
+# (default 1200, the course profile's own since 2026-12-02: 16,800 steps with the mixes, 13,200 without;
+# the shipped ones were made by this script), Piggyback's two bases first. On a GPU all at once; on a CPU one after another
 # (PARALLEL=0, the default without nvidia-smi: one run with both cores made 1.6x the steps per minute of
 # two one-core runs side by side, 2026-12-01). Each run checkpoints every 500 steps into $OUT/train, so a
 # second call with the same OUT resumes where the first stopped (also in another session, given $OUT/train).

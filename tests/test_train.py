@@ -282,10 +282,10 @@ def test_compared_networks_draw_each_task_equally_often():
              for recipe in ("method1", "method2", "proposed_compared", "sgn", "single", "sharedenc", "piggyback1")}
     for task in course["tasks"]:
         assert len({round(d[task], 6) for d in draws.values()}) == 1, task
-    assert draws["method2"]["completion"] == 3 * draws["method2"]["reconstruction"] == 600
+    assert draws["method2"]["completion"] == 3 * draws["method2"]["reconstruction"] == 3600
     assert "restoration+segmentation" in draws["method2"] and "restoration+segmentation" not in draws["method1"]
-    assert recipe_overrides("method2", course)["steps"] == 2800 and recipe_overrides("single", course)["steps"] == 2200
-    assert recipe_overrides("base_completion", course)["steps"] == 2200  # as many steps as a six-task network
+    assert recipe_overrides("method2", course)["steps"] == 16800 and recipe_overrides("single", course)["steps"] == 13200
+    assert recipe_overrides("base_completion", course)["steps"] == 13200  # as many steps as a six-task network
     assert "steps" not in recipe_overrides("proposed", course) and RECIPES["proposed"]["task_weights"]
 
 
@@ -305,7 +305,7 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
     allows)."""
     from pathlib import Path
     from filmmtl.checkpoints import upgrade_config
-    from filmmtl.profiles import recipe_overrides
+    from filmmtl.profiles import COMPARED, RECIPES, recipe_overrides
     from filmmtl.session import SHIPPED
     from filmmtl.train import check_same_run
     course = make_config("course")
@@ -316,4 +316,6 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
         recipe = {**course, **recipe_overrides(sidecar.stem, course)}
         if shipped.get("base_checkpoint"):  # trained against a path to the base it names
             shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
+        if RECIPES[sidecar.stem].get("steps") != COMPARED:  # comparison_draws sets only a compared recipe's steps
+            shipped["comparison_draws"] = recipe["comparison_draws"]
         check_same_run(shipped, recipe, path=sidecar.name)  # raises, naming every field that differs
