@@ -375,9 +375,10 @@ def check_compatible(saved, wanted, path="checkpoint", fields=ARCHITECTURE):
 
 
 def check_same_run(saved, wanted, path="checkpoint"):
-    """The same run (what an exact resume needs): every field but the ``RUNTIME`` ones."""
+    """The same run (what an exact resume needs): every field but the ``RUNTIME`` ones and
+    ``comparison_draws``, whose only effect is a compared recipe's ``steps`` (compared itself)."""
     saved = upgrade_config(saved)
-    fields = sorted((set(saved) | set(wanted)) - set(RUNTIME))
+    fields = sorted((set(saved) | set(wanted)) - set(RUNTIME) - {"comparison_draws"})
     differ(saved, wanted, fields, path, "is another run; --resume continues only the same run (start a new "
                                         "--out, or resume with the checkpoint's settings)")
 

@@ -153,6 +153,13 @@ def test_resume_refuses_another_run_naming_the_fields(trained, capsys):
             main(["train", "--profile", "smoke", "--out", str(trained), "--resume", "--steps", "2", *change])
 
 
+def test_resume_ignores_comparison_draws_where_steps_do_not_follow_it(trained, capsys):
+    """Experiment 1's network was trained when the course value was 200; it is the same run at 1,200."""
+    main(["train", "--profile", "smoke", "--out", str(trained), "--resume", "--steps", "2",
+          "--set", "comparison_draws=3"])
+    assert "already complete at 2 steps" in capsys.readouterr().out
+
+
 def test_resuming_a_finished_run_rewrites_nothing(trained, capsys):
     sidecar = trained.with_suffix(".json")
     before, mtime = sidecar.read_text(), sidecar.stat().st_mtime_ns

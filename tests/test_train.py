@@ -305,7 +305,7 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
     allows)."""
     from pathlib import Path
     from filmmtl.checkpoints import upgrade_config
-    from filmmtl.profiles import COMPARED, RECIPES, recipe_overrides
+    from filmmtl.profiles import recipe_overrides
     from filmmtl.session import SHIPPED
     from filmmtl.train import check_same_run
     course = make_config("course")
@@ -316,6 +316,4 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
         recipe = {**course, **recipe_overrides(sidecar.stem, course)}
         if shipped.get("base_checkpoint"):  # trained against a path to the base it names
             shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
-        if RECIPES[sidecar.stem].get("steps") != COMPARED:  # comparison_draws sets only a compared recipe's steps
-            shipped["comparison_draws"] = recipe["comparison_draws"]
         check_same_run(shipped, recipe, path=sidecar.name)  # raises, naming every field that differs
