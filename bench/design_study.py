@@ -8,6 +8,7 @@ stopped, and leaves ``OUT/NAME.json`` with its scores. The table is made from th
     python bench/design_study.py --variants shipped balance       # some of them
     python bench/design_study.py --table                          # only print what is done
 
+Every score is on the first VAL_IMAGES of the validation split: this is where designs are chosen.
 Columns: reconstruction PSNR; completion's PSNR gain in the hole and restoration's over the degraded
 input; segmentation IoU; Gram distance / the input's for both styles; how far the restoration slider
 moves (MSE between its c=1 and c=0 outputs / the noise's MSE); training minutes; parameters.
@@ -23,6 +24,7 @@ from pathlib import Path
 from filmmtl.checkpoints import ADDED_FIELDS
 from filmmtl.profiles import FAVOUR_L2, LITERAL, ONLY
 
+VAL_IMAGES = 200
 SMALL_INIT = dict(generator_init_std=0.01)
 BALANCED = dict(SMALL_INIT, balance="grad_norm")
 WEIGHTED = dict(BALANCED, output_scale="std", output_gate=True, task_weights=FAVOUR_L2)  # the shipped design
@@ -76,14 +78,14 @@ def run_variant(name, steps, out):
     from filmmtl.train import Trainer
     torch.set_num_threads(1)
     checkpoint = out / f"{name}.pt"
-    trainer = Trainer(profile="course", quiet=True, steps=steps, **{**SHIPPED, **VARIANTS[name]})
+    trainer = Trainer(profile="course", quiet=True, steps=steps, n_val=VAL_IMAGES, **{**SHIPPED, **VARIANTS[name]})
     if checkpoint.exists():
         trainer.load(checkpoint)
     start, resumed_at = time.time(), trainer.step_count
     trainer.fit(checkpoint=checkpoint)
     train_seconds = time.time() - start
-    scores = trainer.evaluate()
-    images = trainer.test_set.batch(torch.arange(len(trainer.test_set)))[0]
+    scores = trainer.evaluate()  # validation images: a design is chosen here, never on test
+    images = trainer.val_set.batch(torch.arange(len(trainer.val_set)))[0]
     to_start, _ = sweep_distances(strength_sweep(trainer.model, trainer.space, images, "restoration"))
     noisy, _ = job_inputs("restoration", images)
     result = {

@@ -12,7 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
-from filmmtl.checkpoints import atomic_write, check_writable
+from filmmtl.checkpoints import atomic_write, check_output, check_writable
 from filmmtl.profiles import BASE, RECIPES
 
 
@@ -33,11 +33,14 @@ def train(args):
     """Train a network (six tasks by default) and save a checkpoint with its command and config beside it."""
     from filmmtl.distributed import leave
     from filmmtl.train import Trainer
-    out = check_writable(args.out)
+    out = check_writable(check_output(args.out, sidecar=True))
     check_writable(out.with_suffix(".json"))
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
+    if args.resume and not out.exists():
+        raise SystemExit(f"--resume: there is no checkpoint at {out} to continue; drop --resume to start a new "
+                         "run there")
     from filmmtl.profiles import make_config, recipe_overrides
     overrides, sets = {}, parse_sets(args.set)
     if args.recipe:  # its steps may follow a --set (comparison_draws)
@@ -88,6 +91,7 @@ def export(args):
     """Make a shippable fp16 copy of a checkpoint (with its command) and update its line of the sha256 manifest."""
     from filmmtl.checkpoints import export_checkpoint
     source = Path(args.checkpoint)
+    check_output(args.out, source, sidecar=True)
     command = args.command
     if command is None:
         sidecar = source.with_suffix(".json")
@@ -102,14 +106,20 @@ def export(args):
 
 
 def evaluate(args):
-    """Metrics of a checkpoint on the test split, per task and mix, and the quality bars, as JSON."""
+    """Metrics of a checkpoint on the test split (or validation), per task and mix, and the quality bars with
+    95% intervals and verdicts, as JSON."""
     import torch
     from filmmtl.data import load_dataset
     from filmmtl.evaluate import evaluate as run_evaluation, json_ready, quality_bars, strength_bars
+    from filmmtl.intervals import bar_intervals, seeded_values
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS, TaskSpace
     from filmmtl.train import load_model, resolve_device
+    for flag, value, least in (("--seeds", args.seeds, 0), ("--fid", args.fid, 0), ("--n", args.n, 1)):
+        if value is not None and value < least:
+            raise SystemExit(f"{flag} must be at least {least}, got {value}")
     if args.out:
+        check_output(args.out, args.checkpoint)
         if Path(args.out).exists() and not args.overwrite:
             raise SystemExit(f"{args.out} exists: pass --overwrite to replace it, or choose another --out "
                              "(nothing was overwritten)")
@@ -117,16 +127,19 @@ def evaluate(args):
     device = resolve_device(args.device)
     model, cfg, provenance = load_model(args.checkpoint, device)
     space = TaskSpace(cfg["tasks"])
-    test = load_dataset(args.data or cfg["data"], "test", cfg["size"], args.n or cfg["n_test"],
+    test = load_dataset(args.data or cfg["data"], args.split, cfg["size"], args.n or cfg["n_test"],
                         args.data_root or cfg["data_root"], cfg["data_seed"])
     perceptual = PerceptualLoss(cfg["feature_net"]).to(device) if any(TASKS[k].style for k in space) else None
     jobs = list(space.keys) + list(cfg["mixes"])
     scores = run_evaluation(model, space, test, jobs, perceptual, fid=args.fid, device=device)
     images = test.batch(torch.arange(len(test)))[0]
     bars = quality_bars(scores) + strength_bars(model, space, images, jobs[1:])
-    report = {"checkpoint": str(args.checkpoint), "provenance": dict(provenance, data_source=test.source,
-              feature_net=perceptual.feature_net if perceptual else "none"), "scores": scores,
-              "quality_bars": bars}
+    report = {"checkpoint": str(args.checkpoint), "split": args.split, "provenance": dict(
+              provenance, data_source=test.source, feature_net=perceptual.feature_net if perceptual else "none"),
+              "scores": scores, "quality_bars": bars}
+    if args.seeds:
+        values, per_seed = seeded_values(model, space, test, list(space.keys), perceptual, seeds=args.seeds)
+        report["bar_intervals"] = bar_intervals(values, per_seed)
     text = json.dumps(json_ready(report), indent=1, allow_nan=False)
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(text))
@@ -199,7 +212,12 @@ def main(argv=None):
 
     p = sub.add_parser("evaluate", help=evaluate.__doc__, description=evaluate.__doc__)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--n", type=int, help="number of test images (the profile's by default)")
+    p.add_argument("--n", type=int, help="number of images (the profile's n_test by default)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test (report; the default) or val (the split every choice is made on)")
+    p.add_argument("--seeds", type=int, default=3, metavar="S",
+                   help="95%% intervals of the quality bars: bootstrap over images, degradations drawn with S "
+                        "seeds (0: none)")
     p.add_argument("--fid", type=int, default=0, metavar="N",
                    help="also FID on N outputs of each style task and mix (slow on a CPU; 0 = off)")
     p.add_argument("--device", default="auto")

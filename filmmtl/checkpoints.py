@@ -24,7 +24,7 @@ FORMAT_VERSION = 2
 ADDED_FIELDS = dict(feature_skips=[], skip_gate=False, output_scale="none", output_gate=False,
                     generator_init_std=None, balance="none", balance_cap=10.0,
                     max_loss=1e5,  # the largest loss the shipped runs logged: 2,714
-                    identity_noise=0.0, hole_weight=1.0)
+                    identity_noise=0.0, hole_weight=1.0, content_scale=1.0)
 MANIFEST_NAME = "MANIFEST.sha256"
 MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 
@@ -69,6 +69,22 @@ def check_writable(path):
     except OSError as err:
         raise ValueError(f"cannot write {path} ({err.strerror or err}); choose a writable --out") from None
     return path
+
+
+def check_output(out, *inputs, sidecar=False):
+    """Refuse, before any work, an output that would replace one of ``inputs`` (or their sidecars) or, when
+    it gets a ``.json`` sidecar beside it, an output that is that sidecar itself."""
+    out = Path(out)
+    if sidecar and out.suffix == ".json":
+        raise ValueError(f"--out {out} ends in .json: the .json written beside it would replace it; "
+                         f"use a .pt name such as {out.with_suffix('.pt')}")
+    taken = {Path(p).resolve() for i in inputs for p in (i, Path(i).with_suffix(".json"))}
+    written = {out.resolve()} | ({out.with_suffix(".json").resolve()} if sidecar else set())
+    clash = sorted(str(p) for p in taken & written)
+    if clash:
+        raise ValueError(f"--out {out} would overwrite {', '.join(clash)}, which this command reads; "
+                         "choose another --out (nothing was written)")
+    return out
 
 
 def upgrade_config(cfg):

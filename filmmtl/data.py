@@ -25,6 +25,12 @@ CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat"
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
            "train", "tvmonitor")
 PAPER_SPLITS = {"train": 8498, "test": 2857}  # SBD train.txt / val.txt
+# Three splits. Every choice (design, weights, steps, stopping) is made on "val"; "test" is scored once per
+# shipped network. The embedded scenes' "val" stream is the one that was called "test" before the split
+# existed (the images earlier choices were made on); SBD/VOC hold out the last VAL_FRACTION of train.
+SPLITS = ("train", "val", "test")
+VAL_FRACTION = 0.06  # SBD: 510 of train's 8,498 images
+VAL_SIZE = 500  # the embedded scenes' validation set at the paper profile (n=None)
 REPO_DATA = Path(os.environ.get("FILMMTL_DATA", Path(__file__).resolve().parents[1] / "data"))
 STYLES = {"gogh": "gogh_starry_night.jpg", "munch": "munch_the_scream.jpg"}
 
@@ -40,7 +46,12 @@ def package_file(package, name):
 
 
 def cache_dir():
-    path = Path(os.environ.get("FILMMTL_CACHE", Path.home() / ".cache" / "filmmtl"))
+    value = os.environ.get("FILMMTL_CACHE", str(Path.home() / ".cache" / "filmmtl"))
+    if not value.strip():
+        raise ValueError("FILMMTL_CACHE is set but empty; unset it (default ~/.cache/filmmtl) or name a folder")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"FILMMTL_CACHE={value} is a file, not a folder; point it at a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -109,7 +120,8 @@ HUES = np.linspace(0.0, 0.72, 20)[np.argsort(np.arange(20) * 7 % 20)]
 TEXTURES = ("shaded", "stripes", "checks", "dots")
 BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
                "brick", "grass", "gravel", "camera", "moon", "coins")
-TRAIN_FRACTION = 0.6  # train crops come from the left 60% of each photograph, test crops from the rest
+TRAIN_FRACTION = 0.6  # train crops come from the left 60% of each photograph, val and test crops from the rest
+SCENE_STREAMS = {"train": 0, "val": 1, "test": 2}  # each split its own random stream
 
 
 @functools.lru_cache(maxsize=None)
@@ -176,11 +188,15 @@ def _silhouette(cls, size, rng):
     return mask
 
 
+def check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} ('val' chooses, 'test' reports), got {split!r}")
+
+
 def make_scene(index, size=64, split="train", seed=0):
     """One scene: (uint8 image (H, W, 3), uint8 mask (H, W)); deterministic in (seed, split, index)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    check_split(split)
+    rng = np.random.default_rng([seed, SCENE_STREAMS[split], index])
     image = _background_crop(rng, size, split)
     mask = np.zeros((size, size), np.uint8)
     for _ in range(rng.integers(1, 5)):  # 1 to 4 objects; later ones occlude earlier ones
@@ -194,12 +210,13 @@ def make_scene(index, size=64, split="train", seed=0):
 
 
 # Part of the scene cache's key: bump it whenever make_scene (or what it draws from) changes.
-SCENES_VERSION = 1
+SCENES_VERSION = 2  # 2: three split streams (val is the former test stream)
 
 
 def embedded_scenes(split="train", size=64, n=None, seed=0, cache=True):
     """The embedded default: ``n`` generated scenes (the paper's split size by default), cached once."""
-    n = PAPER_SPLITS[split] if n is None else n
+    if n is None:
+        n = VAL_SIZE if split == "val" else PAPER_SPLITS[split]
     source = f"embedded scenes ({split}, n={n}, {size}px, seed={seed})"
     path = cache_dir() / f"scenes_v{SCENES_VERSION}_{split}_{n}_{size}_{seed}.npz" if cache else None
 
@@ -252,9 +269,8 @@ def _load_real(kind, root, split, size, download):
         raise FileNotFoundError(f"no {kind.upper()} root given: pass root=... or set ${env}. "
                                 + (GET_SBD if kind == "sbd" else GET_VOC))
     root = Path(root)
-    image_set = {"train": "train", "test": "val"}.get(split)
-    if image_set is None:
-        raise ValueError(f"split must be 'train' or 'test' (SBD/VOC 'val'), got {split!r}")
+    check_split(split)
+    image_set = "val" if split == "test" else "train"  # the paper's val split is our test
     if kind == "sbd":
         needed = [root / "img", root / "cls", root / f"{image_set}.txt"]
         make = lambda: datasets.SBDataset(root, image_set=image_set, mode="segmentation", download=download)
@@ -288,8 +304,20 @@ def _load_real(kind, root, split, size, download):
         return np.stack(images), np.stack(masks)
 
     key = content_key(root, [*raw.images, *raw.masks], split_file)
-    return _cached(cache_dir() / f"{kind}_{key}_{split}_{size}.npz", convert,
+    data = _cached(cache_dir() / f"{kind}_{key}_{image_set}_{size}.npz", convert,
                    f"{kind.upper()} {image_set} ({root}, {size}px)")
+    return data if split == "test" else hold_out(data, split)
+
+
+def hold_out(data, split):
+    """The part of a real train set that is ``split``: its last VAL_FRACTION (at least one image) is 'val'."""
+    n_val = max(1, round(len(data) * VAL_FRACTION))
+    if len(data) <= n_val:
+        raise ValueError(f"{data.source} has {len(data)} training images: too few to hold out a validation "
+                         "split and still train; use a larger train list")
+    part = slice(len(data) - n_val, None) if split == "val" else slice(0, len(data) - n_val)
+    what = f"last {n_val} held out as validation" if split == "val" else f"without the last {n_val} (validation)"
+    return ImageSet(data.images[part], data.masks[part], f"{data.source}, {what}")
 
 
 def content_key(root, files, split_file):
@@ -304,7 +332,8 @@ def content_key(root, files, split_file):
 
 
 def sbd(split="train", size=128, root=None, download=False):
-    """SBD masks for Pascal VOC images (the paper's data): train 8,498 / val 2,857 (our 'test')."""
+    """SBD masks for Pascal VOC images (the paper's data): train 8,498 (our train and val) / val 2,857 (our
+    'test')."""
     return _load_real("sbd", root, split, size, download)
 
 
@@ -314,7 +343,8 @@ def voc(split="train", size=128, root=None, download=False):
 
 
 def load_dataset(source, split, size, n=None, root=None, seed=0, download=False):
-    """One entry point: ``source`` is 'scenes', 'sbd' or 'voc'; ``n`` caps the number of images."""
+    """One entry point: ``source`` is 'scenes', 'sbd' or 'voc'; ``split`` 'train', 'val' or 'test'; ``n`` caps
+    the number of images."""
     if source == "scenes":
         return embedded_scenes(split, size, n, seed)
     if source not in ("sbd", "voc"):
@@ -323,6 +353,30 @@ def load_dataset(source, split, size, n=None, root=None, seed=0, download=False)
     if n is not None:
         data = ImageSet(data.images[:n], data.masks[:n], data.source + f", first {n}")
     return data
+
+
+# Photographs that no training scene is cut from, each shipped inside an installed wheel: how a network does
+# on pictures of the real world (bench/photographs.py, notebook 02). BACKGROUNDS are never among them.
+PHOTOGRAPHS = {"grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+               "motorcycle": ("skimage", "data/motorcycle_left.png"),
+               "retina": ("skimage", "data/retina.jpg"),
+               "page": ("skimage", "data/page.png")}  # a photograph of a printed page
+
+
+def load_photograph(name, size=128):
+    """A centre square of one of PHOTOGRAPHS, area-resized to ``size``: float (3, size, size) in [0, 1]."""
+    if name not in PHOTOGRAPHS:
+        raise ValueError(f"unknown photograph {name!r}; choose one of {sorted(PHOTOGRAPHS)}")
+    path = package_file(*PHOTOGRAPHS[name])
+    if path is None:
+        raise FileNotFoundError(f"photograph {name!r} ships in the {PHOTOGRAPHS[name][0]} wheel as "
+                                f"{PHOTOGRAPHS[name][1]}, which is not installed here; install {PHOTOGRAPHS[name][0]}")
+    image = Image.open(path).convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = torch.from_numpy(np.asarray(image.crop((left, top, left + side, top + side))).copy())
+    square = square.permute(2, 0, 1)[None].float().div(255)
+    return F.interpolate(square, size=(size, size), mode="area")[0]
 
 
 def load_style(name, size=None):

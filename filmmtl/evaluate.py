@@ -42,7 +42,7 @@ def job_inputs(job, images, seed=EVAL_SEED):
 
 
 # The code whose change makes cached scores stale: a cache key includes a checksum of these files.
-SCORING_CODE = ("evaluate.py", "metrics.py", "tasks.py", "losses.py", "models.py", "baselines.py")
+SCORING_CODE = ("evaluate.py", "intervals.py", "metrics.py", "tasks.py", "losses.py", "models.py", "baselines.py")
 
 
 def checksum(*tensors):
@@ -65,18 +65,26 @@ def evaluation_key(model, test_set, jobs, feature_net, fid, stylist=None):
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu", stylist=None):
+def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu", stylist=None,
+                    seeds=0):
     """``evaluate`` remembered in ``cache_dir``: a re-run with unchanged networks, test set and scoring code
-    reads the scores back (seconds instead of minutes); any change to them is a new key. Returns
+    reads the scores back (seconds instead of minutes); any change to them is a new key. ``seeds`` > 0
+    adds each metric's 95% interval (``intervals.metric_intervals``) under "intervals". Returns
     (scores, whether they came from the cache)."""
     feature_net = getattr(perceptual, "feature_net", None)
-    path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, fid, stylist)}.json"
+    tag = f"{fid}|seeds={seeds}" if seeds else fid
+    path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, tag, stylist)}.json"
     if path.exists():
         try:
             return json.loads(path.read_text()), True
         except json.JSONDecodeError:  # a damaged cache file is scored again and replaced
             pass
-    text = json.dumps(evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist))
+    scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist)
+    if seeds:
+        from filmmtl.intervals import metric_intervals, seeded_values
+        values = seeded_values(model, space, test_set, jobs, perceptual, seeds, stylist=stylist)[0]
+        scores["intervals"] = metric_intervals(values)
+    text = json.dumps(scores)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return json.loads(text), False  # the same values a later read of the cache gives
@@ -89,8 +97,9 @@ def run(model, vector, inputs, batch_size=32):
                       for i in range(0, len(inputs), batch_size)]).clamp(0, 1)
 
 
-def score_images(metrics_wanted, output, target, masks, region, perceptual, style, prefix=""):
-    """The per-image metrics of one batch as {name: tensor or (inter, union)}."""
+def score_images(metrics_wanted, output, target, masks, region, perceptual, style, prefix="", content=None):
+    """The per-image metrics of one batch as {name: tensor or (inter, union)}; a stylised output also scores
+    how much of its ``content`` (the clean scene) it keeps (``edges``)."""
     out = {}
     if target is not None:
         out[prefix + "psnr"] = metrics.psnr(output, target)
@@ -101,47 +110,63 @@ def score_images(metrics_wanted, output, target, masks, region, perceptual, styl
         out[prefix + "iou"] = metrics.iou_counts(output, masks)
     if style and perceptual is not None:
         out[prefix + "gram"] = perceptual.gram_distance(output, style).cpu()
+    if style and content is not None:
+        out[prefix + "edges"] = metrics.edge_correlation(output, content)
     return out
+
+
+@torch.no_grad()
+def job_values(model, space, job, images, masks, perceptual=None, batch_size=32, stylist=None, seed=EVAL_SEED):
+    """(output, per-image metric values of ``job``): {name: (B,) tensor, or (intersections, unions) for IoU}.
+    ``seed`` draws the degradations (holes, noise); evaluate's default makes every network see the same."""
+    parts = job.split("+")
+    inputs, region = job_inputs(job, images, seed)
+    output = run(model, space.vector(job), inputs, batch_size)
+    styles = [TASKS[p].style for p in parts if TASKS[p].style]
+    style = styles[0] if styles else None
+    wanted = set().union(*(TASKS[p].metrics for p in parts))
+    style_net, style_space = stylist or (model, space)
+    stylise = lambda key, x: run(style_net, style_space.vector(key), x, batch_size)
+    target = job_target(job, images, masks, stylise)
+    values = {}
+    if job in MIXES:
+        values["teacher_l2"] = metrics.mse(output, target)
+        if style:  # a stylised mix has no fixed target image: PSNR/SSIM only against segmentation
+            target = None
+    values.update(score_images(wanted, output, target, masks, region, perceptual, style, content=images))
+    values.update(score_images(wanted, inputs, target, masks, region, perceptual, style, "input_", images))
+    if job in MIXES and "segmentation" in parts:
+        values["iou"] = metrics.iou_counts(output, masks)
+    return output, values
+
+
+def check_jobs(space, jobs):
+    unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
+    if unknown:
+        raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
+                         f"mixes of them {[m for m in MIXES if set(MIXES[m].parts) <= set(space.keys)]}")
 
 
 @torch.no_grad()
 def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu",
              stylist=None):
-    """{job: {metric: value}} over the first ``n`` test images for each task or mix in ``jobs``;
-    ``fid`` > 0 adds FID on the first ``fid`` outputs of style tasks and mixes (Inception is slow on a CPU).
+    """{job: {metric: value}} over the first ``n`` images of a split (validation while choosing, test to
+    report) for each task or mix in ``jobs``; ``fid`` > 0 adds FID on the first ``fid`` outputs of style
+    tasks and mixes (Inception is slow on a CPU).
 
     A stylised mix's teacher (``teacher_l2``) is made with the network's own style output, as method 3
     trains it, unless ``stylist`` = (network, its TaskSpace) gives one common style network, so that
     several networks are measured against the same teacher images."""
-    unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
-    if unknown:
-        raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
-                         f"mixes of them {[m for m in MIXES if set(MIXES[m].parts) <= set(space.keys)]}")
+    check_jobs(space, jobs)
     was_training = model.training
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
     images, masks = test_set.batch(torch.arange(n))
-    style_net, style_space = stylist or (model, space)
     results = {}
     for job in jobs:
-        parts = job.split("+")
-        inputs, region = job_inputs(job, images)
-        output = run(model, space.vector(job), inputs, batch_size)
-        styles = [TASKS[p].style for p in parts if TASKS[p].style]
-        style = styles[0] if styles else None
-        wanted = set().union(*(TASKS[p].metrics for p in parts))
-        stylise = lambda key, x: run(style_net, style_space.vector(key), x, batch_size)
-        target = job_target(job, images, masks, stylise)
-        values = {}
-        if job in MIXES:
-            values["teacher_l2"] = metrics.mse(output, target)
-            if style:  # a stylised mix has no fixed target image: PSNR/SSIM only against segmentation
-                target = None
-        values.update(score_images(wanted, output, target, masks, region, perceptual, style))
-        values.update(score_images(wanted, inputs, target, masks, region, perceptual, style, "input_"))
-        if job in MIXES and "segmentation" in parts:
-            values["iou"] = metrics.iou_counts(output, masks)
+        output, values = job_values(model, space, job, images, masks, perceptual, batch_size, stylist)
         scores = metrics.summarise({k: [v] for k, v in values.items()})
+        style = next((TASKS[p].style for p in job.split("+") if TASKS[p].style), None)
         if fid and style:
             try:
                 scores["fid"] = fid_to_style(output[:fid], style)
@@ -186,7 +211,11 @@ QUALITY_BARS = (
     ("segmentation", "IoU", lambda s: s["iou"], 0.85, True),
     ("style_gogh", "Gram distance / the input's", lambda s: s["gram"] / s["input_gram"], 0.4, False),
     ("style_munch", "Gram distance / the input's", lambda s: s["gram"] / s["input_gram"], 0.4, False),
+    # A style keeps the scene (issue 27): Sobel edges of its output correlate with the input's.
+    ("style_gogh", "edge correlation with the input", lambda s: s["edges"], 0.5, True),
+    ("style_munch", "edge correlation with the input", lambda s: s["edges"], 0.5, True),
 )
+EDGES = QUALITY_BARS[-1][1]
 # The restoration slider must visibly act: its c=1 output at least this share of the noise's energy (MSE)
 # away from its c=0 output.
 SLIDER_SHARE = 0.5
@@ -199,7 +228,7 @@ def quality_bars(scores):
     """Each quality bar whose task was evaluated: {job, bar, value, threshold, holds}."""
     rows = []
     for job, what, value_of, threshold, at_least in QUALITY_BARS:
-        if job in scores:
+        if job in scores and (what != EDGES or "edges" in scores[job]):  # histories before the edge score
             value = float(value_of(scores[job]))
             holds = value >= threshold if at_least else value <= threshold
             rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
@@ -253,6 +282,29 @@ def strength_bars(model, space, images, jobs, batch_size=32):
     return rows
 
 
+# On the photographs (data.PHOTOGRAPHS, 128 px): each must hold these, not only their mean (issue 27).
+PHOTOGRAPH_BARS = {"reconstruction PSNR (dB)": (30.0, True), "restoration gain (dB)": (3.0, True)}
+
+
+@torch.no_grad()
+def photograph_scores(model, space, perceptual=None, size=128):
+    """{row: {photograph: value}} on the photographs no training scene comes from: reconstruction PSNR,
+    restoration's gain, and for each style its edge correlation with the photograph and Gram ratio."""
+    from filmmtl.data import PHOTOGRAPHS, load_photograph
+    model.eval()
+    names = list(PHOTOGRAPHS)
+    images = torch.stack([load_photograph(name, size) for name in names])
+    masks = torch.zeros(len(names), size, size, dtype=torch.long)
+    rows = {"reconstruction PSNR (dB)": job_values(model, space, "reconstruction", images, masks)[1]["psnr"]}
+    restored = job_values(model, space, "restoration", images, masks)[1]
+    rows["restoration gain (dB)"] = restored["psnr"] - restored["input_psnr"]
+    for job in [k for k in space.keys if TASKS[k].style and perceptual is not None]:
+        values = job_values(model, space, job, images, masks, perceptual)[1]
+        rows[f"{job} edge correlation"] = values["edges"]
+        rows[f"{job} Gram / input's"] = values["gram"] / values["input_gram"]
+    return {row: dict(zip(names, (round(float(v), 4) for v in values))) for row, values in rows.items()}
+
+
 def json_ready(report):
     """``report`` as standard JSON data: every NaN or infinity becomes null, and ``null_reasons`` says
     where and why (IoU is undefined when neither the output nor the target has an object pixel)."""
@@ -304,8 +356,12 @@ def table2(results, sizes, provenance):
         entry = {"row": row, "metric": metric, "direction": paper["direction"]}
         job = row.split("_", 1)[1]
         for recipe, column in COLUMNS.items():
+            interval = results.get(recipe, {}).get("intervals", {}).get(job, {}).get(metric_key.get(metric))
             if metric == "parameters":
                 ours = sizes.get(recipe)
+            elif interval:  # the value over the degradation seeds, with its 95% interval
+                ours = interval[0]
+                entry[column + " (95%)"] = interval[1:]
             else:
                 ours = results.get(recipe, {}).get(job, {}).get(metric_key[metric])
                 if metric == "FID" and ours is None and recipe in results and job in results[recipe]:
@@ -339,16 +395,18 @@ def write_table2(rows, folder, provenance):
     line = "provenance: " + ", ".join(f"{k}={v}" for k, v in provenance.items())
     with open(folder / "table2.csv", "w", newline="") as f:
         f.write(f"# {line}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     header = "| row | metric | " + " | ".join(COLUMNS.values()) + f" | {UNCHANGED} |"
-    lines = [line, "", "Each cell: ours (paper). Our PSNR is in dB; the paper's PSNR column is shown as printed. "
-             f"{UNCHANGED}: the score of the degraded input itself (ours only).",
+    lines = [line, "", "Each cell: ours [95% interval, where measured] (paper). Our PSNR is in dB; the paper's PSNR "
+             f"column is shown as printed. {UNCHANGED}: the score of the degraded input itself (ours only).",
              "", header, "|" + "---|" * (len(COLUMNS) + 3)]
     for r in rows:
-        cells = [f"{format_cell(r[c])} ({format_cell(r[c + ' (paper)'])})" if r[c + " (paper)"] is not None
-                 else format_cell(r[c]) for c in COLUMNS.values()]
+        cells = [format_cell(r[c]) + (" [{}, {}]".format(*map(format_cell, r[c + " (95%)"])) if r.get(c + " (95%)")
+                                      else "") + (f" ({format_cell(r[c + ' (paper)'])})"
+                                                  if r[c + " (paper)"] is not None else "")
+                 for c in COLUMNS.values()]
         lines.append(f"| {r['row']} | {r['metric']} | " + " | ".join(cells + [format_cell(r[UNCHANGED])]) + " |")
     (folder / "table2.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)

@@ -142,11 +142,12 @@ class PerceptualLoss(nn.Module):
     that its short side is ``style_scale`` times the training image's (a choice; the paper is silent).
     """
 
-    def __init__(self, feature_net="auto", content_weight=None, style_weight=None, style_scale=2.0):
+    def __init__(self, feature_net="auto", content_weight=None, style_weight=None, style_scale=2.0, content_scale=1.0):
         super().__init__()
         self.net = FeatureNet(feature_net)
         default_content, default_style = WEIGHTS[self.net.name]
-        self.content_weight = default_content if content_weight is None else content_weight
+        # content_scale: times the network's default content weight, portable across feature networks
+        self.content_weight = default_content * content_scale if content_weight is None else content_weight
         self.style_weight = default_style if style_weight is None else style_weight
         self.style_scale = style_scale
         self._grams = {}

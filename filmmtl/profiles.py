@@ -22,11 +22,11 @@ from filmmtl.tasks import PAPER_TASKS
 
 BASE = dict(
     model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
-    # The output layer and training design chosen by bench/design_study.py (README, "Decisions"); LITERAL
+    # The output layer and training design chosen by bench/design_study.py (docs/decisions_and_history.md); LITERAL
     # below switches every departure off.
     input_skip=True, feature_skips=[], skip_gate=False, output_scale="std", output_gate=True, generator_init_std=0.01,
     balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None, identity_noise=0.0,
-    hole_weight=1.0,
+    hole_weight=1.0, content_scale=1.0,
     data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
     batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
     # adversarial_weight: the authors' related code, 0.996 L2 + 0.004 adversarial for the tasks that have one.
@@ -42,22 +42,22 @@ PROFILES = {
     # a course step took 0.71x the fp32 time on one CPU (2026-11-28), 13x on an AVX2-only AMD EPYC where it
     # is emulated (2026-12-01) and 1.18x to 1.25x (L2 steps; 0.99x perceptual) on an Intel Xeon whose
     # oneDNN reports hardware bf16 (2026-12-02): no CPU test foretells it, `bench/throughput.py --settings`
-    # measures it. Scores at 1,500 steps were within seed noise of fp32 (README "Decisions").
+    # measures it. Scores at 1,500 steps were within seed noise of fp32 (docs/decisions_and_history.md).
     "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=20000, eval_every=1000,
                    n_val=64, checkpoint_every=500, comparison_draws=1200),
     "paper": dict(),
 }
 
 
-# The paper's network taken literally: none of the project's departures (see README, "Decisions").
+# The paper's network taken literally: none of the project's departures (see docs/decisions_and_history.md).
 LITERAL = dict(input_skip=False, feature_skips=[], skip_gate=False, output_scale="none", output_gate=False, generator_init_std=None,
                balance="none")
 MIX_KEYS = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
 ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
-# Sampling weights of the experiment-1 network (README "Decisions"): the tasks that miss their bars and cost
+# Sampling weights of the experiment-1 network (docs/decisions_and_history.md): the tasks that miss their bars and cost
 # an L2 step (a quarter of a perceptual one) are drawn more often; the paper draws uniformly.
 FAVOUR_L2 = dict(completion=3.0, restoration=3.0, segmentation=2.0)
-# The experiment-1 network draws them twice as often again (README "Decisions": at 16,000 steps with the
+# The experiment-1 network draws them twice as often again (docs/decisions_and_history.md: at 16,000 steps with the
 # gated skip, +0.5 dB in the hole and for restoration, for 1 dB of reconstruction). The compared networks
 # of experiments 2 and 3 keep FAVOUR_L2, the same for all of them.
 FAVOUR_L2_TWICE = dict(completion=6.0, restoration=6.0, segmentation=3.0)
@@ -76,13 +76,13 @@ COMPARED = "comparison"
 COMPARISON = dict(steps=COMPARED, task_weights=FAVOUR_L2)
 RECIPES = {
     # Experiment 1's network: the paper's loss without the adversarial term of completion and segmentation
-    # (README "Decisions": at 8,000 steps it cost every task's score); the compared networks keep it. And a
+    # (docs/decisions_and_history.md: at 8,000 steps it cost every task's score); the compared networks keep it. And a
     # feature skip from encoder layer 0 with a FiLM site of its own (``skip_gate``; FiLM networks only, so
     # the compared networks keep the common backbone): restoration +2.0 -> +5.6 dB. And half of its
     # reconstruction samples noisy (``identity_noise``), so that c = 0 leaves a noisy input as it is:
     # restoration slider 0.46 -> 0.55. And completion's hole weighted 6x in its L2 (``hole_weight``), at
-    # 20,000 course steps: hole +2.85 -> +3.02 dB (one seed; restoration +5.54 -> +5.47). README
-    # "Decisions" has all three.
+    # 20,000 course steps: hole +2.85 -> +3.02 dB (one seed; restoration +5.54 -> +5.47). docs/decisions_and_history.md
+    # has all three.
     "proposed": dict(method=3, mixes=MIX_KEYS, task_weights=FAVOUR_L2_TWICE, adversarial_weight=0.0,
                      feature_skips=[0], skip_gate=True, identity_noise=0.5, hole_weight=6.0),
     "proposed_literal": dict(method=3, mixes=MIX_KEYS, **LITERAL),
@@ -180,8 +180,8 @@ def _one_of(*choices):
 
 
 def _list_of(allowed, what):
-    return (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and x in allowed for x in v),
-            f"a list of {what} from {sorted(allowed, key=str)}")
+    return (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and x in allowed for x in v)
+            and len(set(v)) == len(v), f"a list of distinct {what} from {sorted(allowed, key=str)}")
 
 
 def _checks():
@@ -199,6 +199,7 @@ def _checks():
         "base_checkpoint": (lambda v: v is None or isinstance(v, str), "a path string or None"),
         "balance": _one_of("none", "grad_norm"), "balance_cap": _number(1), "max_loss": _number(0, low_open=True),
         "identity_noise": _number(0, 1), "hole_weight": _number(0, low_open=True),
+        "content_scale": _number(0, low_open=True),
         "data": _one_of("scenes", "sbd", "voc"),
         "data_root": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "a folder path or None"),
         "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": _number(integer=True),

@@ -65,11 +65,31 @@ def estimate_training_seconds(config, device, repeats=2):
     return config["steps"] * (share * style + (1 - share) * l2)
 
 
+# A notebook parameter's accepted types: papermill's `-p retrain false` passes the *text* "false", which
+# Python reads as true, so every parameter is checked before anything trains.
+PARAMETER_TYPES = {"profile": (str,), "seed": (int,), "device": (str,), "data": (str,),
+                   "data_root": (str, os.PathLike, type(None)), "retrain": (bool,), "output_dir": (str, os.PathLike)}
+
+
+def check_parameters(**values):
+    for name, value in values.items():
+        types = PARAMETER_TYPES[name]
+        if not isinstance(value, types) or (name == "seed" and isinstance(value, bool)):
+            hint = (" (papermill: -p retrain True, or -y 'retrain: false'; a quoted word is text)"
+                    if isinstance(value, str) and bool in types else "")
+            raise TypeError(f"notebook parameter {name} must be {' or '.join(t.__name__ for t in types)}, got "
+                            f"{value!r} ({type(value).__name__}){hint}")
+    if Path(values["output_dir"]).is_file():
+        raise ValueError(f"output_dir {values['output_dir']} is a file; give a folder for the figures and tables")
+
+
 class Session:
     """One notebook run: resolved parameters plus the networks it needs."""
 
     def __init__(self, profile="auto", seed=0, device="auto", data="scenes", data_root=None,
                  retrain=False, output_dir="results", quiet=None):
+        check_parameters(profile=profile, seed=seed, device=device, data=data, data_root=data_root,
+                         retrain=retrain, output_dir=output_dir)
         if profile == "auto" and not retrain and not os.environ.get("FILMMTL_PROFILE"):
             profile = "course"  # networks ship for the course profile: a GPU loads them too, nothing trains
         self.config = make_config(profile, seed=seed, device=device, data=data, data_root=data_root)
@@ -79,8 +99,8 @@ class Session:
         self.quiet = self.profile == "smoke" if quiet is None else quiet  # a real training shows its progress
         self.output_dir = Path(os.environ.get("FILMMTL_OUTPUT") or output_dir)  # tests redirect it
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._trained = {}   # recipe -> (model, config, provenance, history)
-        self._trainers = {}  # recipe -> Trainer, for networks trained in this session
+        self._trained = {}   # (recipe, seed) -> (model, config, provenance, history)
+        self._trainers = {}  # (recipe, seed) -> Trainer, for networks trained in this session
         self._perceptual = {}
         self._test_sets = {}  # number of images -> test split
 
@@ -96,66 +116,75 @@ class Session:
             self._test_sets[n] = load_dataset(cfg["data"], "test", cfg["size"], n, cfg["data_root"], cfg["data_seed"])
         return self._test_sets[n]
 
-    def shipped(self, recipe):
-        return SHIPPED / f"{recipe}.pt"
+    @staticmethod
+    def file_name(recipe, seed=0):
+        """``proposed.pt`` for seed 0, ``proposed_seed1.pt`` for the same recipe trained with seed 1."""
+        return f"{recipe}.pt" if seed == 0 else f"{recipe}_seed{seed}.pt"
 
-    def trained_here(self, recipe):
+    def shipped(self, recipe, seed=0):
+        return SHIPPED / self.file_name(recipe, seed)
+
+    def trained_here(self, recipe, seed=0):
         """Where a network trained in a notebook lives, so that later notebooks reuse it and a disconnected
         runtime resumes it: under the output folder, one folder per profile."""
-        return self.output_dir / "networks" / self.profile / f"{recipe}.pt"
+        return self.output_dir / "networks" / self.profile / self.file_name(recipe, seed)
 
-    def network(self, recipe):
-        """(model, config, provenance, history) for a recipe of ``profiles.RECIPES``.
+    def network(self, recipe, seed=None):
+        """(model, config, provenance, history) for a recipe of ``profiles.RECIPES`` trained with ``seed``
+        (default: the session's; another seed is the same recipe trained again, to see what training noise
+        does).
 
         ``retrain=False``: the shipped network (course profile; smoke networks train in seconds). Where the
         profile has none, a ``NoShippedNetwork`` error says so at once, with the time training would take
         here and the command. ``retrain=True``: trained here with a progress bar, checkpointed under the
         output folder and resumed from there after an interruption; a finished one is reused."""
-        if recipe in self._trained:
-            return self._trained[recipe]
-        path = self.shipped(recipe)
+        seed = self.config["seed"] if seed is None else seed
+        if (recipe, seed) in self._trained:
+            return self._trained[recipe, seed]
+        path = self.shipped(recipe, seed)
         if self.profile == "smoke" or self.retrain:
-            result = self._train(recipe)
+            result = self._train(recipe, seed)
         elif self.profile == "course" and path.exists():
             model, cfg, provenance = load_model(path, self.device)  # checked against the manifest
-            check_compatible(cfg, {**self.config, **recipe_overrides(recipe, self.config)}, path, RECIPE_FIELDS)
+            wanted = {**self.config, **recipe_overrides(recipe, self.config), "seed": seed}
+            check_compatible(cfg, wanted, path, RECIPE_FIELDS + ("seed",))
             result = (model, cfg, provenance, read_checkpoint(path)["history"])
         else:
-            raise NoShippedNetwork(self.no_network_message(recipe))
-        self._trained[recipe] = result
+            raise NoShippedNetwork(self.no_network_message(recipe, seed))
+        self._trained[recipe, seed] = result
         return result
 
-    def trainer(self, recipe):
-        overrides = recipe_overrides(recipe, self.config)
+    def trainer(self, recipe, seed=0):
+        overrides = {**recipe_overrides(recipe, self.config), "seed": seed}
         base = overrides.get("base_checkpoint")
         if base:  # Piggyback's frozen base: trained (or reused) first
-            self.network(base)
-            overrides["base_checkpoint"] = str(self._base_path(base))
+            self.network(base, seed)
+            overrides["base_checkpoint"] = str(self._base_path(base, seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return Trainer({**self.config, **overrides}, quiet=self.quiet)
 
-    def _base_path(self, base):
-        if base in self._trainers:
-            return self._trainers[base].save(Path(tempfile.mkdtemp(prefix="filmmtl-")) / f"{base}.pt")
-        return self.trained_here(base) if self.trained_here(base).exists() else self.shipped(base)
+    def _base_path(self, base, seed):
+        if (base, seed) in self._trainers:
+            return self._trainers[base, seed].save(Path(tempfile.mkdtemp(prefix="filmmtl-")) / f"{base}.pt")
+        return self.trained_here(base, seed) if self.trained_here(base, seed).exists() else self.shipped(base, seed)
 
-    def no_network_message(self, recipe):
+    def no_network_message(self, recipe, seed=0):
         trainer_config = {**self.config, **recipe_overrides(recipe, self.config)}
         seconds = estimate_training_seconds(trainer_config, self.device)
         return (f"no shipped '{recipe}' network for the {self.profile} profile (networks ship for the course "
                 f"profile only). Training it would take about {seconds / 3600:.1f} h on this device "
                 f"({self.device}); set retrain=True in the parameters cell to train it here (checkpointed under "
-                f"{self.trained_here(recipe).parent}, resumed after a disconnect), or run\n"
-                f"  python -m filmmtl train --recipe {recipe} --profile {self.profile} --out "
-                f"{self.trained_here(recipe)}")
+                f"{self.trained_here(recipe, seed).parent}, resumed after a disconnect), or run\n"
+                f"  python -m filmmtl train --recipe {recipe} --profile {self.profile} --seed {seed} --out "
+                f"{self.trained_here(recipe, seed)}")
 
-    def _train(self, recipe):
-        trainer = self.trainer(recipe)
+    def _train(self, recipe, seed=0):
+        trainer = self.trainer(recipe, seed)
         if self.profile == "smoke":  # seconds: nothing worth keeping
             trainer.fit()
         else:
-            checkpoint = self.trained_here(recipe)
+            checkpoint = self.trained_here(recipe, seed)
             if checkpoint.exists():
                 trainer.load(checkpoint)
             if trainer.step_count < trainer.config["steps"]:
@@ -170,9 +199,10 @@ class Session:
                     print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
                 trainer.fit(checkpoint=checkpoint)
             if self.profile == "course":  # remake the shipped network
-                command = f"python -m filmmtl train --recipe {recipe} --profile course --out runs/{recipe}.pt"
-                export_checkpoint(checkpoint, self.shipped(recipe), command)
-        self._trainers[recipe] = trainer
+                command = (f"python -m filmmtl train --recipe {recipe} --profile course --seed {seed} "
+                           f"--out runs/{self.file_name(recipe, seed)}")
+                export_checkpoint(checkpoint, self.shipped(recipe, seed), command)
+        self._trainers[recipe, seed] = trainer
         trainer.model.eval()
         return trainer.model, trainer.config, trainer.provenance(), trainer.history
 
@@ -185,17 +215,17 @@ class Session:
                 self._perceptual[feature_net] = PerceptualLoss(feature_net).to(self.device)
         return self._perceptual[feature_net]
 
-    def evaluate(self, model, config, provenance, jobs=None, fid=0, stylist=None):
+    def evaluate(self, model, config, provenance, jobs=None, fid=0, stylist=None, seeds=0):
         """Scores of a network on this session's test set (all its tasks and mixes unless ``jobs``; mixes'
-        teachers from ``stylist`` when given, see ``evaluate``), cached under the output folder by the
-        network's and test set's checksums (``evaluate_cached``)."""
+        teachers from ``stylist`` when given, see ``evaluate``; with ``seeds``, 95% intervals too), cached
+        under the output folder by the network's and test set's checksums (``evaluate_cached``)."""
         from filmmtl.evaluate import evaluate_cached
         from filmmtl.tasks import TaskSpace
         space = TaskSpace(config["tasks"])
         jobs = list(space) + list(config["mixes"]) if jobs is None else jobs
         scores, _ = evaluate_cached(self.output_dir / "cache" / "evaluations", model, space, self.test_set(), jobs,
                                     self.perceptual(provenance["feature_net"]), fid=fid, device=self.device,
-                                    stylist=stylist)
+                                    stylist=stylist, seeds=seeds)
         return scores
 
     def save_figure(self, fig, name):

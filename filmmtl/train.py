@@ -49,7 +49,12 @@ def resolve_device(name="auto"):
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    present = {"cuda": torch.cuda.is_available,
+               "mps": lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if device.type in present and not present[device.type]():
+        raise ValueError(f"device {name!r} is not available on this machine; use 'auto' or 'cpu'")
+    return device
 
 
 class Trainer:
@@ -83,7 +88,7 @@ class Trainer:
             if "adversarial" in TASKS[k].losses and cfg["adversarial_weight"] > 0}).to(self.device)
         self.perceptual = None
         if any(TASKS[k].style for k in self.space):
-            self.perceptual = losses.PerceptualLoss(cfg["feature_net"]).to(self.device)
+            self.perceptual = losses.PerceptualLoss(cfg["feature_net"], content_scale=cfg["content_scale"]).to(self.device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self.d_optimiser = (torch.optim.Adam(self.discriminators.parameters(), lr=cfg["discriminator_lr"],
                                              betas=(0.5, 0.999)) if len(self.discriminators) else None)
@@ -99,8 +104,8 @@ class Trainer:
         self.legs = []
         self.train_set = load_dataset(cfg["data"], "train", cfg["size"], cfg["n_train"], cfg["data_root"],
                                       cfg["data_seed"])
-        self.test_set = load_dataset(cfg["data"], "test", cfg["size"], cfg["n_test"], cfg["data_root"],
-                                     cfg["data_seed"])
+        # Training never sees the test split: its curves and every choice made from them use validation.
+        self.val_set = load_dataset(cfg["data"], "val", cfg["size"], cfg["n_val"], cfg["data_root"], cfg["data_seed"])
         cuda = self.device.type == "cuda"
         self.amp = cuda if cfg["amp"] == "auto" else bool(cfg["amp"])  # bf16 on a CPU: opt in (profiles.py)
         if (cfg["channels_last"] == "auto" and cuda) or cfg["channels_last"] is True:
@@ -314,9 +319,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, n=None, fid=0, batch_size=32, jobs=None):
-        """Metrics per task and mix on the test split (the first ``n`` images), inputs seeded for
+        """Metrics per task and mix on the validation split (the first ``n`` images), inputs seeded for
         repeatability. Also the trivial answer's scores (the degraded input itself) for comparison."""
-        return evaluate(self.model, self.space, self.test_set, jobs or self.jobs + [
+        return evaluate(self.model, self.space, self.val_set, jobs or self.jobs + [
             m for m in self.config["mixes"] if m not in self.jobs], self.perceptual, n=n, fid=fid,
             batch_size=batch_size, device=self.device)
 

@@ -1,4 +1,5 @@
 """Embedded scenes, real-data loaders on fake trees, tasks, task vectors and mix teachers."""
+import hashlib
 import numpy as np
 import pytest
 import scipy.io
@@ -23,11 +24,23 @@ def test_scenes_have_objects_of_the_twenty_classes():
     assert all((m > 0).any() for m in masks)
 
 
-def test_train_and_test_splits_are_disjoint():
-    train = data.embedded_scenes("train", 32, n=40, cache=False)
-    test = data.embedded_scenes("test", 32, n=40, cache=False)
-    flat_train = {bytes(x.numpy()) for x in train.images}
-    assert not any(bytes(x.numpy()) in flat_train for x in test.images)
+def test_train_val_and_test_splits_are_disjoint():
+    splits = {name: {bytes(x.numpy()) for x in data.embedded_scenes(name, 32, n=40, cache=False).images}
+              for name in data.SPLITS}
+    assert all(len(images) == 40 for images in splits.values())
+    assert not (splits["train"] & splits["val"]) and not (splits["train"] & splits["test"])
+    assert not (splits["val"] & splits["test"])
+
+
+def test_validation_is_the_stream_that_was_called_test_before_the_split():
+    # The README says earlier choices were made on the images that are now validation: the digest of the
+    # first three scenes that make_scene(i, 32, "test") drew before the split existed.
+    digest = hashlib.sha256()
+    for i in range(3):
+        image, mask = data.make_scene(i, 32, "val")
+        digest.update(image.tobytes())
+        digest.update(mask.tobytes())
+    assert digest.hexdigest() == "44276b2ca73d0991a188f127f1aa38179b238372f37a07469556181366014b5f"
 
 
 def test_scene_cache_round_trip(tmp_path, monkeypatch):
@@ -40,7 +53,7 @@ def test_scene_cache_round_trip(tmp_path, monkeypatch):
 
 
 def test_unknown_split_or_source():
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="'train', 'val', 'test'.*'val' chooses"):
         data.make_scene(0, 32, "validation")
     with pytest.raises(ValueError, match="'scenes', 'sbd' or 'voc'"):
         data.load_dataset("coco", "train", 32)
@@ -82,21 +95,25 @@ def make_fake_voc(root, names=("x1", "x2")):
 def test_fake_sbd_loads_through_the_real_code_path(tmp_path):
     make_fake_sbd(tmp_path / "sbd")
     train = data.load_dataset("sbd", "train", 32, root=tmp_path / "sbd")
-    assert train.images.shape == (2, 3, 32, 32) and train.masks.shape == (2, 32, 32)
+    val = data.load_dataset("sbd", "val", 32, root=tmp_path / "sbd")
+    assert train.images.shape == (1, 3, 32, 32) and train.masks.shape == (1, 32, 32)  # the last one is val
+    assert len(val) == 1 and "held out as validation" in val.source and not torch.equal(val.images, train.images)
     assert set(train.masks.unique().tolist()) <= {0, 1, 2}
-    assert (train.masks == 1).any() and len(data.sbd("test", 32, root=tmp_path / "sbd")) == 1
+    assert len(data.sbd("test", 32, root=tmp_path / "sbd")) == 1
 
 
 def test_fake_voc_keeps_void(tmp_path):
     make_fake_voc(tmp_path / "voc")
     train = data.voc("train", 32, root=tmp_path / "voc")
-    assert len(train) == 2 and set(train.masks.unique().tolist()) == {0, 7, 255}
+    both = data.voc("val", 32, root=tmp_path / "voc")
+    assert len(train) == 1 and len(both) == 1
+    assert set(torch.cat([train.masks, both.masks]).unique().tolist()) == {0, 7, 255}
 
 
 def test_sbd_root_from_environment(tmp_path, monkeypatch):
     make_fake_sbd(tmp_path / "env_sbd")
     monkeypatch.setenv("FILMMTL_SBD_ROOT", str(tmp_path / "env_sbd"))
-    assert len(data.sbd("train", 24)) == 2
+    assert len(data.sbd("train", 24)) == 1
 
 
 def test_missing_root_says_where_and_how(tmp_path, monkeypatch):
@@ -117,7 +134,7 @@ def test_empty_split_file_and_unreadable_image(tmp_path):
     (tmp_path / "sbd" / "img" / "a.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(OSError, match="cannot be read"):
         data.sbd("train", 16, root=tmp_path / "sbd")
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="'train', 'val', 'test'"):
         data.sbd("trainval", 32, root=tmp_path / "sbd")
 
 

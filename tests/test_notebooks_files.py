@@ -92,20 +92,28 @@ def test_runtime_table_agrees_with_the_committed_run(path):
         f"{path.name}: the table says {row!r}, the committed run took {measured:.0f} s"
 
 
-def test_readme_quality_row_is_the_committed_notebook_02_run():
-    """The README's row for the shipped experiment-1 network states the scores notebook 02 printed, to the
-    digits it shows: a retrained network cannot leave the README behind."""
+def _close(text, measured):
+    """``text`` (as the README shows it) is ``measured`` rounded to the digits shown."""
+    digits = len(text.split(".")[1]) if "." in text else 0
+    return abs(float(text) - measured) <= 0.5 * 10 ** -digits + 1e-9
+
+
+def test_readme_results_are_the_committed_notebook_02_run():
+    """The README's results rows state the values and 95% intervals notebook 02 printed, to the digits they
+    show, for the shipped network and its second seed: a retrained network cannot leave the README behind."""
     nb = nbformat.read(ROOT / "notebooks" / "02_multitask_training.ipynb", as_version=4)
-    printed = "\n".join(text for text in texts(nb) if "quality bars" in text or "PSNR (dB) >= 30" in text)
-    bars = dict(re.findall(r"^(?:holds|MISSED)\s+(\w+)\s.*?\s(-?[\d.]+)$", printed, re.M))
-    slider = re.search(r"restoration slider moves its output by ([\d.]+) x", printed).group(1)
-    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
-               if line.startswith("| experiment 1, shipped"))
-    cells = [cell.replace("*", "").strip() for cell in row.strip("|").split("|")][1:]
-    stated = dict(zip(("reconstruction", "completion", "restoration", "segmentation"), cells[:4]))
-    stated["style_gogh"], stated["style_munch"] = cells[4].split(", ")
-    stated["slider"] = cells[6]
-    for job, text in stated.items():
-        measured = float(slider if job == "slider" else bars[job])
-        digits = len(text.split(".")[1]) if "." in text else 0
-        assert abs(float(text) - measured) <= 0.5 * 10 ** -digits + 1e-9, (job, text, measured)
+    number = r"(-?[\d.]+(?:e-?\d+)?)"
+    cell = number + r" \[" + number + ", " + number + r"\]"
+    printed = "\n".join(texts(nb))
+    seed0 = re.findall(r"^(?:holds|within noise|misses)\s+\w+\s.*?\s" + cell + "$", printed, re.M)
+    pairs = re.findall(r"^\w+\s+.*?\s" + cell + r"\s+" + cell + r"(?:\s{3}.*)?$", printed, re.M)
+    assert len(seed0) == 8 and len(pairs) == 8, (len(seed0), len(pairs))
+    measured = {"experiment 1, shipped": seed0, "experiment 1, seed 1": [p[3:] for p in pairs]}
+    readme = (ROOT / "README.md").read_text().splitlines()
+    for label, values in measured.items():
+        row = next(line for line in readme if line.startswith(f"| {label}"))
+        cells = [c.strip() for c in row.strip("|").split("|")][1:9]
+        for shown, value in zip(cells, values):
+            stated = re.match(cell, shown.replace("*", ""))
+            assert stated, (label, shown)
+            assert all(_close(t, float(v)) for t, v in zip(stated.groups(), value)), (label, shown, value)

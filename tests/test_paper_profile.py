@@ -37,7 +37,7 @@ def test_every_recipe_trains_and_evaluates_at_the_papers_shape(recipe, base):
     assert trainer.step_count == 2 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
     scores = trainer.evaluate(n=1)
     assert set(scores) >= set(trainer.space.keys) and count_parameters(trainer.model) > 1_000_000
-    x = trainer.test_set.batch(torch.arange(1))[0]
+    x = trainer.val_set.batch(torch.arange(1))[0]
     with torch.no_grad():
         assert trainer.model(x, torch.zeros(1, 6)).shape == (1, 3, 128, 128)
 

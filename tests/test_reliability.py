@@ -234,7 +234,7 @@ def test_strengths_outside_zero_one_are_refused_everywhere():
 def test_unknown_job_in_evaluate_lists_the_known_ones():
     trainer = smoke(steps=1)
     with pytest.raises(ValueError, match=r"cannot evaluate \['denoise'\].*restoration"):
-        evaluate(trainer.model, trainer.space, trainer.test_set, ["denoise"])
+        evaluate(trainer.model, trainer.space, trainer.val_set, ["denoise"])
 
 
 def test_evaluate_json_is_standard_with_reasons_for_nulls():
@@ -302,3 +302,74 @@ def test_exports_are_deflated_and_load_as_saved(trained, tmp_path):
     for name, value in weights.items():
         expected = value.half() if value.is_floating_point() else value
         assert torch.equal(loaded[name], expected), name
+
+
+# ---------------------------------------------------------------- round three (issue 31)
+
+def test_an_output_never_replaces_its_own_sidecar_or_an_input(trained, tmp_path):
+    before = trained.read_bytes()
+    with pytest.raises(SystemExit, match="ends in .json"):
+        main(["train", "--profile", "smoke", "--out", str(tmp_path / "run.json"), "--steps", "1"])
+    with pytest.raises(SystemExit, match="ends in .json"):
+        main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exp.json")])
+    with pytest.raises(SystemExit, match="which this command reads"):
+        main(["evaluate", "--checkpoint", str(trained), "--out", str(trained), "--overwrite"])
+    with pytest.raises(SystemExit, match="which this command reads"):
+        main(["evaluate", "--checkpoint", str(trained), "--out", str(trained.with_suffix(".json")), "--overwrite"])
+    assert trained.read_bytes() == before and not (tmp_path / "run.json").read_text().startswith("{\n \"scores")
+    assert not list(tmp_path.glob("exp.*"))
+
+
+@pytest.mark.parametrize("args, match", [(["--n", "0"], "--n must be at least 1"), (["--n", "-1"], "--n must be"),
+                                         (["--fid", "-5"], "--fid must be at least 0"),
+                                         (["--seeds", "-1"], "--seeds must be at least 0")])
+def test_evaluate_counts_are_checked(trained, args, match):
+    with pytest.raises(SystemExit, match=match):
+        main(["evaluate", "--checkpoint", str(trained), *args])
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint at .* to continue"):
+        main(["train", "--profile", "smoke", "--out", str(tmp_path / "none.pt"), "--resume", "--steps", "1"])
+    assert not (tmp_path / "none.pt").exists()
+
+
+@pytest.mark.parametrize("value, name", [("False", "retrain"), ("false", "retrain"), (1, "retrain"), ("0", "seed"),
+                                         (True, "seed"), (None, "device"), (3, "profile")])
+def test_notebook_parameters_are_checked_for_type(tmp_path, value, name):
+    from filmmtl.session import Session
+    with pytest.raises(TypeError, match=f"notebook parameter {name} must be"):
+        Session(**{"profile": "smoke", "output_dir": str(tmp_path), name: value})
+
+
+def test_papermill_text_for_a_bool_names_the_fix(tmp_path):
+    from filmmtl.session import Session
+    with pytest.raises(TypeError, match="-p retrain True"):
+        Session("smoke", retrain="false", output_dir=str(tmp_path))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        Session("smoke", output_dir=str(tmp_path / "file"))
+
+
+def test_duplicate_mixes_and_tasks_are_refused():
+    with pytest.raises(ValueError, match="'mixes' must be a list of distinct"):
+        smoke(mixes=["restoration+style_gogh", "restoration+style_gogh"], method=3)
+    with pytest.raises(SystemExit, match="'tasks' must be a list of distinct"):
+        main(["train", "--profile", "smoke", "--out", "/tmp/never.pt", "--set",
+              "tasks=['reconstruction', 'reconstruction']"])
+
+
+def test_cache_variable_empty_or_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FILMMTL_CACHE", "")
+    with pytest.raises(ValueError, match="FILMMTL_CACHE is set but empty"):
+        data.embedded_scenes("val", 16, n=1)
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("FILMMTL_CACHE", str(tmp_path / "f"))
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        data.embedded_scenes("val", 16, n=1)
+
+
+def test_a_missing_accelerator_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="device 'cuda' is not available on this machine"):
+        main(["train", "--profile", "smoke", "--out", str(tmp_path / "x.pt"), "--device", "cuda", "--steps", "1"])

@@ -228,16 +228,27 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     capsys.readouterr()
     main(["evaluate", "--checkpoint", str(out), "--n", "4"])
     report = json.loads(capsys.readouterr().out)
-    assert report["scores"]["restoration"]["input_psnr"] > 15
+    assert report["scores"]["restoration"]["input_psnr"] > 15 and report["split"] == "test"
+    assert "(test," in report["provenance"]["data_source"]
     bars = report["quality_bars"]
-    assert [b["job"] for b in bars[:6]] == ["reconstruction", "completion", "restoration", "segmentation",
-                                           "style_gogh", "style_munch"]
-    assert [b["job"] for b in bars[6:]] == ["completion", "restoration", "restoration", "segmentation",
+    assert [b["job"] for b in bars[:8]] == ["reconstruction", "completion", "restoration", "segmentation",
+                                           "style_gogh", "style_munch", "style_gogh", "style_munch"]
+    assert [b["job"] for b in bars[8:]] == ["completion", "restoration", "restoration", "segmentation",
                                            "style_gogh", "style_munch"]  # sweeps of every task but the identity
-    sweeps = [b for b in bars[6:] if isinstance(b["value"], dict)]
+    intervals = report["bar_intervals"]
+    assert [b["job"] for b in intervals] == [b["job"] for b in bars[:8]]
+    assert all(b["low"] <= b["value"] <= b["high"] and b["verdict"] in ("holds", "within noise", "misses")
+               for b in intervals)
+    assert len(intervals[1]["per_seed"]) == 3  # completion's holes drawn with three seeds
+    sweeps = [b for b in bars[8:] if isinstance(b["value"], dict)]
     assert len(sweeps) == 5 and all(len(b["value"]["to_c0"]) == 5 for b in sweeps)
-    slider = [b for b in bars[6:] if not isinstance(b["value"], dict)][0]
+    slider = [b for b in bars[8:] if not isinstance(b["value"], dict)][0]
     assert slider["threshold"] == 0.5 and slider["holds"] == (slider["value"] >= 0.5)
+    main(["evaluate", "--checkpoint", str(out), "--n", "4", "--split", "val", "--seeds", "0"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "val" and "(val," in report["provenance"]["data_source"] and "bar_intervals" not in report
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--checkpoint", str(out), "--seeds", "-1"])
     with pytest.raises(SystemExit):
         main(["train", "--help"])
 
@@ -313,7 +324,8 @@ def test_every_shipped_network_is_its_recipe_in_the_course_profile():
     assert {p.stem for p in sidecars} >= {"proposed", "proposed_compared", "method1", "single", "piggyback1"}
     for sidecar in sidecars:
         shipped = upgrade_config(json.loads(sidecar.read_text())["config"])  # as loading reads it
-        recipe = {**course, **recipe_overrides(sidecar.stem, course)}
+        name, _, seed = sidecar.stem.partition("_seed")  # proposed_seed1: the recipe trained with seed 1
+        recipe = {**course, **recipe_overrides(name, course), "seed": int(seed or 0)}
         if shipped.get("base_checkpoint"):  # trained against a path to the base it names
             shipped["base_checkpoint"] = Path(shipped["base_checkpoint"]).stem
         check_same_run(shipped, recipe, path=sidecar.name)  # raises, naming every field that differs

@@ -1,0 +1,103 @@
+"""95% intervals for every number that is judged against a bar or a peer, and the verdict they allow.
+
+Two things move a score that say nothing about the network: which images were drawn and which holes and
+noise they got. So each job is scored at ``seeds`` degradation seeds (per-image values averaged over them;
+IoU's counts too), and images are resampled with replacement ``n_boot`` times for a percentile interval.
+A bar then "holds" when the whole interval is on its side, "misses" when the whole interval is not, and is
+"within noise" otherwise; two networks whose intervals overlap are tied.
+"""
+import torch
+
+from filmmtl import metrics
+from filmmtl.evaluate import EVAL_SEED, QUALITY_BARS, check_jobs, job_inputs, job_values
+
+SEEDS = 3
+N_BOOT = 1000
+LEVEL = 0.95
+
+
+def _mean(parts):
+    if isinstance(parts[0], tuple):  # IoU: (intersections, unions) per image
+        return tuple(torch.stack(p).mean(0) for p in zip(*parts))
+    return torch.stack(parts).mean(0)
+
+
+def _take(values, index):
+    return {k: tuple(t[index] for t in v) if isinstance(v, tuple) else v[index] for k, v in values.items()}
+
+
+@torch.no_grad()
+def seeded_values(model, space, data, jobs, perceptual=None, seeds=SEEDS, n=None, batch_size=32, stylist=None):
+    """Per-image values of each job averaged over ``seeds`` degradation seeds, and each seed's summary:
+    ({job: {metric: per-image values}}, {job: [scores at seed k]}). ``stylist``: as in ``evaluate``."""
+    check_jobs(space, jobs)
+    model.eval()
+    images, masks = data.batch(torch.arange(min(n or len(data), len(data))))
+    values, per_seed = {}, {}
+    for job in jobs:
+        # a job whose inputs no seed changes (reconstruction, segmentation, the styles) is scored once
+        drawn = not torch.equal(job_inputs(job, images[:4], EVAL_SEED)[0], job_inputs(job, images[:4], EVAL_SEED + 1)[0])
+        runs = [job_values(model, space, job, images, masks, perceptual, batch_size, stylist, EVAL_SEED + k)[1]
+                for k in range(seeds if drawn else 1)]
+        per_seed[job] = [metrics.summarise({k: [v] for k, v in r.items()}) for r in runs]
+        values[job] = {name: _mean([r[name] for r in runs]) for name in runs[0]}
+    return values, per_seed
+
+
+def bootstrap(values, statistic, n_boot=N_BOOT, level=LEVEL, seed=0):
+    """(low, high): the percentile interval of ``statistic(summary)`` over images resampled with replacement,
+    where ``summary`` is ``metrics.summarise`` of the resampled per-image ``values``."""
+    first = next(iter(values.values()))
+    n = len(first[0] if isinstance(first, tuple) else first)
+    draws = torch.randint(n, (n_boot, n), generator=torch.Generator().manual_seed(seed))
+    stats = torch.tensor([float(statistic(metrics.summarise({k: [v] for k, v in _take(values, i).items()})))
+                          for i in draws])
+    stats = stats[torch.isfinite(stats)]
+    tail = (1 - level) / 2
+    return float(stats.quantile(tail)), float(stats.quantile(1 - tail))
+
+
+def verdict(low, high, threshold, at_least=True):
+    """'holds' when the whole interval meets the bar, 'misses' when none of it does, else 'within noise'."""
+    if not at_least:
+        low, high, threshold = -high, -low, -threshold
+    return "holds" if low >= threshold else "misses" if high < threshold else "within noise"
+
+
+def bar_intervals(values, per_seed, n_boot=N_BOOT):
+    """Each quality bar with its value (mean over seeds), 95% interval, per-seed values and verdict."""
+    rows = []
+    for job, what, value_of, threshold, at_least in QUALITY_BARS:
+        if job not in values:
+            continue
+        summary = metrics.summarise({k: [v] for k, v in values[job].items()})
+        low, high = bootstrap(values[job], value_of, n_boot)
+        seed_values = [round(float(value_of(s)), 4) for s in per_seed[job]]
+        rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
+                     "value": round(float(value_of(summary)), 4), "low": round(low, 4), "high": round(high, 4),
+                     "per_seed": seed_values, "threshold": threshold, "at_least": at_least,
+                     "verdict": verdict(low, high, threshold, at_least)})
+    return rows
+
+
+def ranks_with_ties(cells, lower_is_better=False):
+    """Ranks of {name: (value, low, high)} where overlapping intervals tie: a network's rank is 1 + the number
+    of networks whose whole interval is better than its own."""
+    better = (lambda a, b: a[2] < b[1]) if lower_is_better else (lambda a, b: a[1] > b[2])
+    return {name: 1 + sum(better(other, cell) for o, other in cells.items() if o != name)
+            for name, cell in cells.items()}
+
+
+def metric_intervals(values, n_boot=N_BOOT):
+    """{job: {metric: [value, low, high]}} for every per-image metric of ``seeded_values`` (the input's own
+    scores left out): what a table cell shows, and what ``ranks_with_ties`` compares."""
+    out = {}
+    for job, job_values in values.items():
+        summary = metrics.summarise({k: [v] for k, v in job_values.items()})
+        out[job] = {}
+        for name, v in job_values.items():
+            if name.startswith("input_"):
+                continue
+            low, high = bootstrap({name: v}, lambda s, name=name: s[name], n_boot)
+            out[job][name] = [round(summary[name], 6), round(low, 6), round(high, 6)]
+    return out
