@@ -36,7 +36,7 @@ def trained(tmp_path):
 
 def test_export_onto_its_own_checkpoint_is_refused_and_destroys_nothing(trained):
     before = trained.read_bytes()
-    with pytest.raises(SystemExit, match="is the checkpoint being exported"):
+    with pytest.raises(SystemExit, match="would overwrite .*run.pt, which this command reads"):
         main(["export", "--checkpoint", str(trained), "--out", str(trained)])
     assert trained.read_bytes() == before
     smoke(steps=2).load(trained)  # still resumable
@@ -138,7 +138,7 @@ def test_non_positive_steps_are_refused_before_any_work(tmp_path, value):
     ("width", "-1", "'width' must be a finite number > 0"), ("size", "8", "'size' must be an integer >= 16"),
     ("task_weights", "{'restorashun': 2}", r"task_weights names \['restorashun'\]"),
     ("task_weights", "{'restoration': -1}", "finite numbers >= 0"),
-    ("feature_skips", "[5]", "'feature_skips' must be a list of encoder layers"),
+    ("feature_skips", "[5]", "'feature_skips' must be a list of distinct encoder layers"),
     ("amp", "'yes'", "'amp' must be one of 'auto', True, False"),
     ("skip_gate", "True", "skip_gate=True gives each feature skip a FiLM site: it needs"),
 ])
@@ -273,14 +273,15 @@ def test_real_data_cache_follows_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("FILMMTL_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "sbd"
     make_fake_sbd(root)
-    assert len(data.sbd("train", 32, root=root)) == 2
-    (root / "train.txt").write_text("a\n")  # the split changed: a new cache entry, not the old images
-    assert len(data.sbd("train", 32, root=root)) == 1
+    assert len(data.sbd("test", 32, root=root)) == 1
+    (root / "val.txt").write_text("a\nb\n")  # the split changed: a new cache entry, not the old images
+    assert len(data.sbd("test", 32, root=root)) == 2
+    (root / "val.txt").write_text("a\n")
     seg = np.zeros((40, 50), np.uint8)
     seg[:, :] = 9
     scipy.io.savemat(root / "cls" / "a.mat", {"GTcls": {"Segmentation": seg}})
     os.utime(root / "cls" / "a.mat", ns=(1, 1))  # even with a date set back, the size or time differs
-    assert set(data.sbd("train", 32, root=root).masks.unique().tolist()) == {9}
+    assert set(data.sbd("test", 32, root=root).masks.unique().tolist()) == {9}
 
 
 def test_truncated_style_image_names_the_file(tmp_path, monkeypatch):
