@@ -201,7 +201,7 @@ def is_monotonic(values, rising):
     return all(b > a for a, b in pairs) if rising else all(b < a for a, b in pairs)
 
 
-# The quality bars the project holds a course-profile network to (README, "Measured"): (job, what,
+# The quality bars the project holds a course-profile network to (README, "Results"): (job, what,
 # its value from the job's scores, threshold, True when the value must be at least the threshold).
 QUALITY_BARS = (
     ("reconstruction", "PSNR (dB)", lambda s: s["psnr"], 30.0, True),
