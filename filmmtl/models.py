@@ -302,7 +302,8 @@ class FiLMNet(nn.Module):
         """(gamma, beta), each (B, modulated channels), for task vectors ``c`` of shape (n,) or (B, n)."""
         c = torch.as_tensor(c, dtype=torch.float32)
         c = check_task_vectors(c, self.n_tasks, c.shape[0] if c.dim() == 2 else 1)
-        return self.generator(c.to(self.generator.mlp[0].weight.device))
+        weight = self.generator.mlp[0].weight
+        return self.generator(c.to(weight.device, weight.dtype))
 
     def film_by_layer(self, c):
         """{layer index: (gamma, beta)} with (B, channels) tensors, and the gated skips' ("skip0", ...): how
@@ -317,7 +318,7 @@ class FiLMNet(nn.Module):
     def forward(self, x, c=None, film=None):
         check_images(x, self)
         if film is None:
-            film = self.generator(check_task_vectors(c, self.n_tasks, x.shape[0]).to(x.device))
+            film = self.generator(check_task_vectors(c, self.n_tasks, x.shape[0]).to(x.device, x.dtype))
         gamma, beta = film
         if gamma.shape[0] != x.shape[0]:
             if gamma.shape[0] != 1:

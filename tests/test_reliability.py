@@ -374,3 +374,24 @@ def test_a_missing_accelerator_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="device 'cuda' is not available on this machine"):
         main(["train", "--profile", "smoke", "--out", str(tmp_path / "x.pt"), "--device", "cuda", "--steps", "1"])
+
+
+def test_nan_weights_are_named_not_scored(trained, tmp_path):
+    state = torch.load(trained, map_location="cpu", weights_only=True)
+    first = next(k for k, v in state["model"].items() if v.is_floating_point() and "generator" not in k)
+    state["model"][first] = torch.full_like(state["model"][first], float("nan"))
+    broken = tmp_path / "broken.pt"
+    torch.save(state, broken)
+    with pytest.raises(SystemExit, match="output for reconstruction is not finite.*nothing was scored"):
+        main(["evaluate", "--checkpoint", str(broken), "--n", "2", "--seeds", "0"])
+
+
+def test_the_dtype_fix_the_error_names_works():
+    model = build("proposed", width=0.25).eval()
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"model.to\(torch.float64\)"):
+        model(x, torch.zeros(6))
+    model = model.to(torch.float64)  # the fix the message names
+    with torch.no_grad():
+        assert model(x, torch.zeros(6)).dtype == torch.float64
+        assert model.film(torch.zeros(6))[0].dtype == torch.float64
