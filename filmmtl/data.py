@@ -363,6 +363,33 @@ PHOTOGRAPHS = {"grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper
                "page": ("skimage", "data/page.png")}  # a photograph of a printed page
 
 
+def read_image(source, name=None):
+    """Any picture a user brings, as an RGB PIL image, read one way everywhere: EXIF orientation applied,
+    16-bit greys scaled (not clipped to white), every other mode (palette, RGBA, CMYK, grey) converted.
+    ``source`` is a path or a file object; ``name`` names it in the error."""
+    from PIL import ImageOps, UnidentifiedImageError
+    name = name or str(source)
+    try:
+        image = Image.open(source)
+        image = ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{name} is not an image this can read ({err.__class__.__name__}); give a PNG or JPEG") from None
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max() > 255 else 255.0
+        image = Image.fromarray((values.clip(0, top) / top * 255).round().astype(np.uint8))
+    return image.convert("RGB")
+
+
+def centre_square(image, size):
+    """The centre square of a PIL image, area-resized to ``size``: float (3, size, size) in [0, 1]."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = torch.from_numpy(np.asarray(image.crop((left, top, left + side, top + side))).copy())
+    square = square.permute(2, 0, 1)[None].float().div(255)
+    return F.interpolate(square, size=(size, size), mode="area")[0]
+
+
 def load_photograph(name, size=128):
     """A centre square of one of PHOTOGRAPHS, area-resized to ``size``: float (3, size, size) in [0, 1]."""
     if name not in PHOTOGRAPHS:
@@ -371,12 +398,7 @@ def load_photograph(name, size=128):
     if path is None:
         raise FileNotFoundError(f"photograph {name!r} ships in the {PHOTOGRAPHS[name][0]} wheel as "
                                 f"{PHOTOGRAPHS[name][1]}, which is not installed here; install {PHOTOGRAPHS[name][0]}")
-    image = Image.open(path).convert("RGB")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = torch.from_numpy(np.asarray(image.crop((left, top, left + side, top + side))).copy())
-    square = square.permute(2, 0, 1)[None].float().div(255)
-    return F.interpolate(square, size=(size, size), mode="area")[0]
+    return centre_square(read_image(path), size)
 
 
 def load_style(name, size=None):
@@ -388,8 +410,9 @@ def load_style(name, size=None):
         raise FileNotFoundError(f"style image {path} is missing; restore data/styles from the repository "
                                 "or point $FILMMTL_DATA at a folder holding styles/")
     try:
-        img = Image.open(path).convert("RGB")
-    except OSError as err:
+        img = read_image(path)
+        img.load()
+    except (OSError, ValueError) as err:
         raise OSError(f"style image {path} cannot be read ({err}); restore it from the repository "
                       "(git checkout -- data/styles)") from err
     if size is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from filmmtl.data import centre_square, read_image
 from filmmtl.evaluate import job_inputs
 from filmmtl.plots import image_grid
 from filmmtl.tasks import TASKS, unchanged
@@ -55,11 +56,7 @@ def upload_to_tensor(upload_value, size):
         return None
     files = list(upload_value.values()) if isinstance(upload_value, dict) else list(upload_value)
     content = bytes(files[0]["content"])
-    img = Image.open(io.BytesIO(content)).convert("RGB")
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    return centre_square(read_image(io.BytesIO(content), files[0].get("name", "the upload")), size)
 
 
 CLEAN = "clean image"
@@ -91,6 +88,7 @@ class Explorer:
         self.output_view = widgets.Image(format="png", width=display_size, height=display_size)
         self.film_view = widgets.Image(format="png")
         self.timing = widgets.Label()
+        self.upload_status = widgets.Label()  # why an upload was not used, in the widget itself
         # DOM classes by which a browser test (tests/test_browser.py) finds the views and sliders.
         for name, w in [("input", self.input_view), ("output", self.output_view), ("timing", self.timing),
                         ("reset", self.reset_button), *[(f"slider-{k}", v) for k, v in self.sliders.items()]]:
@@ -136,7 +134,12 @@ class Explorer:
             self.update()
 
     def on_upload(self, change):
-        self.uploaded = upload_to_tensor(change["new"], self.images.shape[-1])
+        try:
+            self.uploaded = upload_to_tensor(change["new"], self.images.shape[-1])
+        except ValueError as err:  # not an image: say so where the user looks, keep the current picture
+            self.upload_status.value = str(err)
+            return
+        self.upload_status.value = ""
         self.update()
 
     def reset(self, button=None):
@@ -164,7 +167,7 @@ class Explorer:
             self.film_view.value = film_png(gamma, beta)
 
     def widget(self):
-        controls = widgets.VBox([self.image_choice, self.upload, self.degradation, *self.sliders.values(),
+        controls = widgets.VBox([self.image_choice, self.upload, self.upload_status, self.degradation, *self.sliders.values(),
                                  self.mix, self.mix_strength, self.reset_button])
         titled = lambda title, view: widgets.VBox([widgets.Label(title, layout=widgets.Layout(width=view.width + "px")),
                                                    view])

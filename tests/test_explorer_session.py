@@ -173,3 +173,10 @@ def test_training_time_estimate_is_measured():
     from filmmtl.profiles import make_config
     seconds = estimate_training_seconds(make_config("smoke", steps=100), torch.device("cpu"))
     assert 0 < seconds < 100 * 5
+
+
+def test_an_upload_that_is_not_an_image_is_named_in_the_widget(explorer):
+    before = explorer.input_view.value
+    explorer.on_upload({"new": ({"name": "notes.txt", "content": memoryview(b"not a picture")},)})
+    assert "notes.txt is not an image" in explorer.upload_status.value
+    assert explorer.uploaded is None and explorer.input_view.value == before

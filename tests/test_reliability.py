@@ -395,3 +395,32 @@ def test_the_dtype_fix_the_error_names_works():
     with torch.no_grad():
         assert model(x, torch.zeros(6)).dtype == torch.float64
         assert model.film(torch.zeros(6))[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "L", "P", "RGBA", "CMYK", "LA"])
+def test_images_are_read_one_way_in_every_mode(tmp_path, mode):
+    """A mid-grey picture stays mid-grey whatever its mode (a 16-bit PNG used to arrive almost white)."""
+    if mode in ("I;16", "I"):
+        image = Image.fromarray(np.full((20, 30), 32768, np.uint16 if mode == "I;16" else np.int32))
+        assert image.mode == mode
+    else:
+        image = Image.new(mode, (30, 20), {"CMYK": (0, 0, 0, 127), "LA": (128, 255), "P": 0,
+                                            "RGBA": (128, 128, 128, 255)}.get(mode, 128))
+        if mode == "P":
+            image.putpalette([128, 128, 128] * 256)
+    path = tmp_path / f"grey.{ {'CMYK': 'jpg', 'I': 'tif'}.get(mode, 'png') }"
+    image.save(path)
+    read = data.read_image(path)
+    assert read.mode == "RGB" and read.size == (30, 20)
+    assert abs(np.asarray(read).mean() - 128) < 3, (mode, np.asarray(read).mean())
+
+
+def test_exif_orientation_is_applied_and_non_images_are_named(tmp_path):
+    image = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the camera says "turn me 90 degrees"
+    image.save(tmp_path / "turned.jpg", exif=exif)
+    assert data.read_image(tmp_path / "turned.jpg").size == (20, 40)
+    (tmp_path / "fake.png").write_text("hello")
+    with pytest.raises(ValueError, match="fake.png is not an image this can read"):
+        data.read_image(tmp_path / "fake.png")
