@@ -52,8 +52,11 @@ def save_compressed(obj, path):
     torch.save(obj, plain)
     with zipfile.ZipFile(plain) as source, \
             zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as target:
-        for entry in source.infolist():
-            target.writestr(entry.filename, source.read(entry.filename))
+        entries = {entry.filename: source.read(entry.filename) for entry in source.infolist()}
+        content = hashlib.sha256(b"".join(v for k, v in entries.items() if not k.endswith("serialization_id")))
+        for name, data in entries.items():
+            # torch writes a random id per save; the content's digest instead: the same export, the same bytes
+            target.writestr(name, content.hexdigest()[:40].encode() if name.endswith("serialization_id") else data)
 
 
 def check_writable(path):
@@ -174,6 +177,12 @@ def export_checkpoint(source, target, command, wall_minutes=None):
                          "training checkpoint (and --resume with it); choose another --out")
     if target.exists() and "optimiser" in torch.load(target, map_location="cpu", weights_only=True):
         raise ValueError(f"{target} is a training checkpoint; an export will not overwrite it. Choose another --out")
+    listed = read_manifest(target.parent)  # a malformed manifest stops here, before any file is replaced
+    strays = sorted(p.name for p in target.parent.glob("*.pt") if p.name not in listed and p.name != target.name)
+    if strays:
+        raise ValueError(f"{target.parent} holds checkpoints its manifest does not list ({', '.join(strays)}): "
+                         "an export writes a manifest there, after which they would no longer load. Export into a "
+                         "folder of exports (such as data/checkpoints) or move them first")
     state = read_checkpoint(source, kind="training")
 
     def shrink(key, value):

@@ -89,9 +89,9 @@ def test_unlisted_file_and_malformed_manifest_line(trained, tmp_path):
 def test_export_without_sidecar_names_the_fix(trained, tmp_path):
     trained.with_suffix(".json").unlink()
     with pytest.raises(SystemExit, match="--command"):
-        main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "x.pt")])
-    main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "x.pt"), "--command", "made by hand"])
-    assert json.loads((tmp_path / "x.json").read_text())["command"] == "made by hand"
+        main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt")])
+    main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt"), "--command", "made by hand"])
+    assert json.loads((tmp_path / "exports" / "x.json").read_text())["command"] == "made by hand"
 
 
 def test_resuming_an_export_says_why_not(trained, tmp_path):
@@ -424,3 +424,19 @@ def test_exif_orientation_is_applied_and_non_images_are_named(tmp_path):
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(ValueError, match="fake.png is not an image this can read"):
         data.read_image(tmp_path / "fake.png")
+
+
+def test_exports_are_reproducible_and_refuse_before_replacing_anything(trained, tmp_path):
+    first = export_checkpoint(trained, tmp_path / "a" / "x.pt", "cmd")
+    again = export_checkpoint(trained, tmp_path / "b" / "x.pt", "cmd")
+    assert first.read_bytes() == again.read_bytes()  # the same checkpoint, the same sha256
+    assert load_model(first)[0] is not None
+    manifest = tmp_path / "a" / "MANIFEST.sha256"
+    good, sidecar = first.read_bytes(), first.with_suffix(".json").read_text()
+    manifest.write_text(manifest.read_text() + "not a manifest line\n")
+    with pytest.raises(ValueError, match="line 2: expected"):
+        export_checkpoint(trained, first, "cmd2")
+    assert first.read_bytes() == good and first.with_suffix(".json").read_text() == sidecar
+    with pytest.raises(ValueError, match=r"holds checkpoints its manifest does not list \(run.pt\)"):
+        export_checkpoint(trained, trained.parent / "exp.pt", "cmd")
+    assert not (trained.parent / "exp.pt").exists() and not (trained.parent / "MANIFEST.sha256").exists()
