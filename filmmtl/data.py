@@ -297,8 +297,9 @@ def _load_real(kind, root, split, size, download):
             except (OSError, ValueError) as err:
                 raise OSError(f"{kind.upper()} sample {i} under {root} cannot be read ({err}); "
                               "re-download or remove it from the split file") from err
-            mask = target if isinstance(target, tv_tensors.Mask) else target["masks"]
-            image, mask = resize_crop(image, mask.as_subclass(torch.Tensor), size)
+            mask = (target if isinstance(target, tv_tensors.Mask) else target["masks"]).as_subclass(torch.Tensor)
+            check_mask(mask, image, f"{kind.upper()} sample {i} ({raw.images[i]})")
+            image, mask = resize_crop(image, mask, size)
             images.append(image.as_subclass(torch.Tensor).numpy())
             masks.append(mask.numpy())
         return np.stack(images), np.stack(masks)
@@ -318,6 +319,18 @@ def hold_out(data, split):
     part = slice(len(data) - n_val, None) if split == "val" else slice(0, len(data) - n_val)
     what = f"last {n_val} held out as validation" if split == "val" else f"without the last {n_val} (validation)"
     return ImageSet(data.images[part], data.masks[part], f"{data.source}, {what}")
+
+
+def check_mask(mask, image, what):
+    """A mask must cover its image pixel for pixel and hold VOC's labels: 0-20, and 255 for void."""
+    size = (image.height, image.width) if isinstance(image, Image.Image) else tuple(image.shape[-2:])
+    if tuple(mask.shape[-2:]) != size:
+        raise ValueError(f"{what}: its mask is {tuple(mask.shape[-2:])} but its image is {size} "
+                         "(height, width); a stretched mask would mislabel pixels. Fix or drop this sample")
+    strange = sorted(set(mask.unique().tolist()) - set(range(21)) - {VOID})
+    if strange:
+        raise ValueError(f"{what}: mask labels {strange[:10]} are not VOC's (0-20, {VOID} for void); "
+                         "is this a colour-coded mask saved as RGB? Fix or drop this sample")
 
 
 def content_key(root, files, split_file):

@@ -440,3 +440,18 @@ def test_exports_are_reproducible_and_refuse_before_replacing_anything(trained, 
     with pytest.raises(ValueError, match=r"holds checkpoints its manifest does not list \(run.pt\)"):
         export_checkpoint(trained, trained.parent / "exp.pt", "cmd")
     assert not (trained.parent / "exp.pt").exists() and not (trained.parent / "MANIFEST.sha256").exists()
+
+
+@pytest.mark.parametrize("bad", ["size", "labels"])
+def test_voc_masks_that_do_not_fit_their_image_are_named(tmp_path, monkeypatch, bad):
+    from tests.test_data_tasks import make_fake_voc
+    monkeypatch.setenv("FILMMTL_CACHE", str(tmp_path / "cache"))
+    make_fake_voc(tmp_path / "voc")
+    seg = np.zeros((30, 30) if bad == "size" else (40, 50), np.uint8)
+    seg[0, 0] = 7 if bad == "size" else 42
+    png = Image.fromarray(seg, mode="P")
+    png.putpalette([v for k in range(256) for v in (k, k, k)])
+    png.save(tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "x1.png")
+    match = r"mask is \(30, 30\) but its image is \(40, 50\)" if bad == "size" else r"mask labels \[42\] are not VOC's"
+    with pytest.raises(ValueError, match=match):
+        data.voc("test", 32, root=tmp_path / "voc")
