@@ -115,7 +115,15 @@ def read_checkpoint(path, kind=None):
     if kind == "training" and "optimiser" not in state:
         raise ValueError(f"{path} is an exported (weights-only) checkpoint and cannot be resumed: it has no "
                          "optimiser state. Train a new run with another --out (or evaluate this one)")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"{path} has a config of type {type(state['config']).__name__}, not a dict of fields; "
+                         "it was not written by filmmtl's train or export")
     state["config"] = upgrade_config(state["config"])
+    from filmmtl.profiles import BASE
+    missing = sorted(set(BASE) - set(state["config"]))
+    if missing:
+        raise ValueError(f"{path} has a partial config: {missing} missing; it was not written by filmmtl's train "
+                         "or export (or was edited by hand)")
     return state
 
 

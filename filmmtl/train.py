@@ -412,5 +412,9 @@ def load_model(path, device="cpu"):
     state = read_checkpoint(path)
     cfg = state["config"]
     model = model_from_config(cfg)
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    try:
+        model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    except RuntimeError as err:
+        raise ValueError(f"{path}: its weights do not fit the network its config describes ({str(err)[:300]}); "
+                         "the file is damaged or its config was changed") from None
     return model.to(device).eval(), cfg, state.get("provenance", {})

@@ -455,3 +455,21 @@ def test_voc_masks_that_do_not_fit_their_image_are_named(tmp_path, monkeypatch, 
     match = r"mask is \(30, 30\) but its image is \(40, 50\)" if bad == "size" else r"mask labels \[42\] are not VOC's"
     with pytest.raises(ValueError, match=match):
         data.voc("test", 32, root=tmp_path / "voc")
+
+
+@pytest.mark.parametrize("damage, match", [("string", "config of type str"), ("partial", r"partial config: \['batch_size'\]"),
+                                           ("weights", "weights do not fit the network its config describes")])
+def test_a_damaged_checkpoint_is_named(trained, tmp_path, damage, match):
+    state = torch.load(trained, map_location="cpu", weights_only=True)
+    if damage == "string":
+        state["config"] = "proposed"
+    elif damage == "partial":
+        del state["config"]["batch_size"]
+    else:
+        key = next(k for k, v in state["model"].items() if v.dim() == 4)
+        state["model"][key] = state["model"][key][:, :1]
+    torch.save(state, tmp_path / "damaged.pt")
+    with pytest.raises(ValueError, match=match):
+        load_model(tmp_path / "damaged.pt")
+    with pytest.raises(SystemExit, match=match):
+        main(["evaluate", "--checkpoint", str(tmp_path / "damaged.pt"), "--seeds", "0"])
