@@ -6,13 +6,14 @@ config field of ``filmmtl.profiles`` is set with ``--set field=value`` (a Python
 import argparse
 import ast
 import json
+import os
 import shlex
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from filmmtl.checkpoints import atomic_write, check_output, check_writable
+from filmmtl.files import DiskFull, Locked, atomic_write, check_output, check_writable, locked
 from filmmtl.profiles import BASE, RECIPES
 
 
@@ -31,10 +32,19 @@ def parse_sets(pairs):
 
 def train(args):
     """Train a network (six tasks by default) and save a checkpoint with its command and config beside it."""
-    from filmmtl.distributed import leave
-    from filmmtl.train import Trainer
     out = check_writable(check_output(args.out, sidecar=True))
     check_writable(out.with_suffix(".json"))
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun rank 0 alone writes, so it alone locks
+        with locked(out):
+            train_into(out, args)
+    else:
+        train_into(out, args)
+
+
+def train_into(out, args):
+    """The body of ``train``, while ``out`` is locked against a second run writing it."""
+    from filmmtl.distributed import leave
+    from filmmtl.train import NonFiniteLoss, Trainer
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
@@ -61,7 +71,10 @@ def train(args):
         print(f"{out} is already complete at {start} steps; nothing to do")
     else:
         started = time.time()
-        trainer.fit(checkpoint=out)
+        try:
+            trainer.fit(checkpoint=out)
+        except NonFiniteLoss as err:  # the message says where and what to change
+            raise SystemExit(f"error: {err}") from None
         if trainer.rank == 0:  # under torchrun, rank 0 writes
             write_sidecar(trainer, out, start, time.time() - started)
     leave()
@@ -74,7 +87,7 @@ def write_sidecar(trainer, out, start, seconds):
     sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
                "provenance": trainer.provenance(), "steps": trainer.step_count,
                "wall_minutes": wall_minutes(trainer.legs, start, seconds), "legs": trainer.legs}
-    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
+    atomic_write(out.with_suffix(".json"), json.dumps(sidecar, indent=1))
     print(f"saved {out} after {trainer.step_count} steps")
 
 
@@ -98,8 +111,13 @@ def export(args):
         if not sidecar.exists():
             raise SystemExit(f"{sidecar} is missing (train writes it beside the checkpoint, with the command that "
                              "made it); pass --command 'python -m filmmtl train ...' to record the command")
-        made = json.loads(sidecar.read_text())
-        command, wall = made["command"], made.get("wall_minutes")
+        try:
+            made = json.loads(sidecar.read_text())
+            command, wall = made["command"], made.get("wall_minutes")
+        except (ValueError, TypeError, KeyError):
+            raise SystemExit(f"{sidecar} is not the JSON train writes beside a checkpoint (no readable 'command'); "
+                             "restore it, or pass --command 'python -m filmmtl train ...' to record the command") \
+                from None
     else:
         wall = None
     print(f"saved {export_checkpoint(source, args.out, command, wall)}")
@@ -141,9 +159,10 @@ def evaluate(args):
         values, per_seed = seeded_values(model, space, test, list(space.keys), perceptual, seeds=args.seeds)
         report["bar_intervals"] = bar_intervals(values, per_seed)
     text = json.dumps(json_ready(report), indent=1, allow_nan=False)
+    print(text)  # first: a report that cannot be written is still on screen
     if args.out:
-        atomic_write(args.out, lambda tmp: tmp.write_text(text))
-    print(text)
+        with locked(args.out):
+            atomic_write(args.out, text)
 
 
 def demo(args):
@@ -247,7 +266,8 @@ def main(argv=None):
         warnings.filterwarnings("default", module="filmmtl")  # show our own offline notices once
         try:
             args.func(args)
-        except (ValueError, FileNotFoundError) as err:  # bad input: the message names the problem and the fix
+        except (ValueError, FileNotFoundError, DiskFull, Locked) as err:
+            # bad input or a fault of this machine: the message names the problem and the fix
             raise SystemExit(f"error: {err}") from None
 
 

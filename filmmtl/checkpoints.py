@@ -10,12 +10,13 @@ in such a folder is loaded only if its bytes are the ones listed.
 import hashlib
 import io
 import json
-import os
 import re
 import zipfile
 from pathlib import Path
 
 import torch
+
+from filmmtl.files import atomic_write, check_writable, locked
 
 # 1: files written before the version existed (read as made with ADDED_FIELDS); 2: design fields and
 # the version itself.
@@ -26,68 +27,29 @@ ADDED_FIELDS = dict(feature_skips=[], skip_gate=False, output_scale="none", outp
                     max_loss=1e5,  # the largest loss the shipped runs logged: 2,714
                     identity_noise=0.0, hole_weight=1.0, content_scale=1.0)
 MANIFEST_NAME = "MANIFEST.sha256"
-MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
+# sha256sum's format: digest, two spaces (or a space and "*", its binary mark), the file name.
+MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](\S.*)$")
 
 
-def atomic_write(path, write):
-    """Call ``write(temporary_path)``, then rename the result over ``path``. On any error ``path`` is
-    untouched and the temporary file removed (a failing clean-up never hides the original error)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-    return path
+def saved_bytes(obj):
+    """What ``torch.save`` writes, in memory (so that ``files.atomic_write`` can write it whole)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
-def save_compressed(obj, path):
+def compressed_bytes(obj):
     """``torch.save`` with every entry of its zip archive deflated: about 10% smaller for fp16 weights,
     and ``torch.load`` reads it as it is (its zip reader inflates entries; only ``mmap=True`` would not)."""
-    plain = io.BytesIO()
-    torch.save(obj, plain)
-    with zipfile.ZipFile(plain) as source, \
-            zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(saved_bytes(obj))) as source, \
+            zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as target:
         entries = {entry.filename: source.read(entry.filename) for entry in source.infolist()}
         content = hashlib.sha256(b"".join(v for k, v in entries.items() if not k.endswith("serialization_id")))
         for name, data in entries.items():
             # torch writes a random id per save; the content's digest instead: the same export, the same bytes
             target.writestr(name, content.hexdigest()[:40].encode() if name.endswith("serialization_id") else data)
-
-
-def check_writable(path):
-    """Fail now, naming the path, if a file cannot be written at ``path`` (before hours of work)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name such as {path / 'run.pt'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"cannot write {path} ({err.strerror or err}); choose a writable --out") from None
-    return path
-
-
-def check_output(out, *inputs, sidecar=False):
-    """Refuse, before any work, an output that would replace one of ``inputs`` (or their sidecars) or, when
-    it gets a ``.json`` sidecar beside it, an output that is that sidecar itself."""
-    out = Path(out)
-    if sidecar and out.suffix == ".json":
-        raise ValueError(f"--out {out} ends in .json: the .json written beside it would replace it; "
-                         f"use a .pt name such as {out.with_suffix('.pt')}")
-    taken = {Path(p).resolve() for i in inputs for p in (i, Path(i).with_suffix(".json"))}
-    written = {out.resolve()} | ({out.with_suffix(".json").resolve()} if sidecar else set())
-    clash = sorted(str(p) for p in taken & written)
-    if clash:
-        raise ValueError(f"--out {out} would overwrite {', '.join(clash)}, which this command reads; "
-                         "choose another --out (nothing was written)")
-    return out
+    return packed.getvalue()
 
 
 def upgrade_config(cfg):
@@ -134,19 +96,32 @@ def sha256(path):
 
 
 def read_manifest(folder):
-    """{file name: sha256} of a folder's manifest ({} when it has none); a malformed line is an error."""
+    """{file name: sha256} of a folder's manifest ({} when it has none). sha256sum's own variants (a BOM,
+    upper-case digits, the ``*`` binary mark) are read; a malformed line or a file listed twice with two
+    digests is an error naming the line."""
     manifest = Path(folder) / MANIFEST_NAME
     if not manifest.exists():
         return {}
-    listed = {}
-    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+    restore = "restore it from the repository (git checkout -- data/checkpoints)"
+    if not manifest.is_file():
+        raise ValueError(f"{manifest} is not a file; {restore}")
+    try:
+        text = manifest.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{manifest} is not UTF-8 text (byte {err.start}); {restore}") from None
+    listed, where = {}, {}
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        match = MANIFEST_LINE.match(line)
+        match = MANIFEST_LINE.match(line.rstrip("\r"))
         if not match:
             raise ValueError(f"{manifest}, line {number}: expected '<64 hex digits>  <file name>', got "
-                             f"{line!r}; restore the file from the repository")
-        listed[match.group(2)] = match.group(1)
+                             f"{line!r}; {restore}")
+        digest, name = match.group(1).lower(), match.group(2)
+        if listed.get(name, digest) != digest:
+            raise ValueError(f"{manifest} lists {name} twice with different digests (lines {where[name]} and "
+                             f"{number}); {restore}")
+        listed[name], where[name] = digest, number
     return listed
 
 
@@ -155,8 +130,7 @@ def update_manifest(folder, name):
     folder = Path(folder)
     listed = read_manifest(folder)
     listed[name] = sha256(folder / name)
-    text = "".join(f"{digest}  {file}\n" for file, digest in sorted(listed.items()))
-    atomic_write(folder / MANIFEST_NAME, lambda tmp: tmp.write_text(text))
+    atomic_write(folder / MANIFEST_NAME, "".join(f"{digest}  {file}\n" for file, digest in sorted(listed.items())))
 
 
 def verify(path):
@@ -200,10 +174,11 @@ def export_checkpoint(source, target, command, wall_minutes=None):
     small = {"model": {k: shrink(k, v) for k, v in state["model"].items()}, "format": FORMAT_VERSION,
              "config": state["config"], "provenance": state["provenance"], "step": state["step"],
              "history": state["history"], "command": command}
-    check_writable(target)
-    atomic_write(target, lambda tmp: save_compressed(small, tmp))
     sidecar = {"command": command, "config": state["config"], "provenance": state["provenance"],
                "steps": state["step"], "wall_minutes": wall_minutes, "legs": state.get("legs", [])}
-    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1)))
-    update_manifest(target.parent, target.name)
+    check_writable(target)
+    with locked(target.parent / MANIFEST_NAME, wait=60):  # two exports into one folder keep both lines
+        atomic_write(target, compressed_bytes(small))
+        atomic_write(target.with_suffix(".json"), json.dumps(sidecar, indent=1))
+        update_manifest(target.parent, target.name)
     return target

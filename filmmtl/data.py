@@ -7,7 +7,10 @@ so an epoch never decodes a JPEG or draws a scene.
 """
 import functools
 import hashlib
+import io
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.color import hsv2rgb
 from skimage.draw import polygon2mask
+
+from filmmtl.files import atomic_write
 
 VOID = 255
 # Pascal VOC's 20 classes: the embedded scenes mirror them with 20 drawn object classes.
@@ -223,18 +228,32 @@ def embedded_scenes(split="train", size=64, n=None, seed=0, cache=True):
     def generate():
         scenes = [make_scene(i, size, split, seed) for i in range(n)]
         return np.stack([s[0] for s in scenes]).transpose(0, 3, 1, 2), np.stack([s[1] for s in scenes])
-    return _cached(path, generate, source)
+    return _cached(path, generate, source, n, size)
 
 
-def _cached(path, make, source):
+def read_cache(path, n, size):
+    """A cached set's (images, masks), or None when the file is damaged or not of ``n`` images of ``size``."""
+    try:
+        with np.load(path) as stored:
+            images, masks = stored["images"], stored["masks"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    fits = (images.shape == (n, 3, size, size) and masks.shape == (n, size, size)
+            and images.dtype == np.uint8 and masks.dtype == np.uint8)
+    return (images, masks) if fits else None
+
+
+def _cached(path, make, source, n, size):
+    stored = read_cache(path, n, size) if path is not None and path.exists() else None
+    if stored is not None:
+        return ImageSet(torch.from_numpy(stored[0]), torch.from_numpy(stored[1]), source)
     if path is not None and path.exists():
-        stored = np.load(path)
-        return ImageSet(torch.from_numpy(stored["images"]), torch.from_numpy(stored["masks"]), source)
+        warnings.warn(f"the cache file {path} is damaged or of another shape; it is built again", stacklevel=3)
     images, masks = make()
     if path is not None:
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, masks=masks)
-        os.replace(tmp, path)  # atomic: a half-written cache is never read
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images, masks=masks)
+        atomic_write(path, buffer.getvalue())  # a half-written cache is never read
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(masks), source)
 
 
@@ -306,7 +325,7 @@ def _load_real(kind, root, split, size, download):
 
     key = content_key(root, [*raw.images, *raw.masks], split_file)
     data = _cached(cache_dir() / f"{kind}_{key}_{image_set}_{size}.npz", convert,
-                   f"{kind.upper()} {image_set} ({root}, {size}px)")
+                   f"{kind.upper()} {image_set} ({root}, {size}px)", len(dataset), size)
     return data if split == "test" else hold_out(data, split)
 
 

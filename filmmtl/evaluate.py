@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from filmmtl import metrics
-from filmmtl.checkpoints import atomic_write
+from filmmtl.files import atomic_write
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 EVAL_SEED = 1234
@@ -76,17 +76,19 @@ def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fi
     path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, tag, stylist)}.json"
     if path.exists():
         try:
-            return json.loads(path.read_text()), True
-        except json.JSONDecodeError:  # a damaged cache file is scored again and replaced
-            pass
+            stored = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            stored = None
+        if isinstance(stored, dict) and set(jobs) <= set(stored) and (not seeds or "intervals" in stored):
+            return stored, True
+        # a damaged or foreign cache file is scored again and replaced
     scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist)
     if seeds:
         from filmmtl.intervals import metric_intervals, seeded_values
         values = seeded_values(model, space, test_set, jobs, perceptual, seeds, stylist=stylist)[0]
         scores["intervals"] = metric_intervals(values)
     text = json.dumps(scores)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, text)
     return json.loads(text), False  # the same values a later read of the cache gives
 
 

@@ -72,6 +72,9 @@ class Explorer:
     """
 
     def __init__(self, model, space, images, mixes=(), display_size=192):
+        if len(images) == 0:
+            raise ValueError("Explorer got 0 images; give it at least one (such as session.test_images(4)), "
+                             "then upload your own in the widget")
         self.model, self.space, self.images = model.eval(), space, images
         self.display_size = display_size
         self.sliders = {k: widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=k,

@@ -157,6 +157,9 @@ def make_config(profile="auto", **overrides):
 
 # ---------------------------------------------------------------- validation
 
+MAX_SEED = 2**63 - 1  # the largest seed every generator used (torch's, numpy's) takes
+
+
 def _number(low=None, high=None, integer=False, optional=False, low_open=False):
     """A check for a finite number (an int when ``integer``; never a bool) in [low, high]."""
     def check(v):
@@ -170,7 +173,7 @@ def _number(low=None, high=None, integer=False, optional=False, low_open=False):
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
-        parts.append(f"<= {high:g}")
+        parts.append(f"<= {high}" if isinstance(high, int) else f"<= {high:g}")
     return check, " ".join(parts) + (" or None" if optional else "")
 
 
@@ -189,6 +192,7 @@ def _checks():
     from filmmtl.models import MODEL_NAMES, OUTPUT_SCALES, SKIP_TARGETS
     from filmmtl.tasks import MIXES, TASKS
     positive_int, count = _number(1, integer=True), _number(1, integer=True, optional=True)
+    seed = _number(0, MAX_SEED, integer=True)
     return {
         "model": _one_of(*MODEL_NAMES), "tasks": _list_of(TASKS, "task names"),
         "mixes": _list_of(MIXES, "mix names"), "method": _one_of(1, 2, 3), "width": _number(0, low_open=True),
@@ -202,9 +206,9 @@ def _checks():
         "content_scale": _number(0, low_open=True),
         "data": _one_of("scenes", "sbd", "voc"),
         "data_root": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "a folder path or None"),
-        "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": _number(integer=True),
+        "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": seed,
         "batch_size": positive_int, "steps": positive_int, "lr": _number(0, low_open=True),
-        "lr_schedule": _one_of("constant", "cosine"), "seed": _number(integer=True),
+        "lr_schedule": _one_of("constant", "cosine"), "seed": seed,
         "task_weights": (lambda v: v is None or isinstance(v, dict), "a {job: weight} dict or None"),
         "mixed_batch": _one_of(True, False), "adversarial_weight": _number(0, 1),
         "discriminator_lr": _number(0, low_open=True), "feature_net": _one_of(*FEATURE_NETS),

@@ -7,6 +7,7 @@ so at once. With ``retrain=True`` networks train here (``auto``: ``paper`` on a 
 with the same ``Trainer`` the CLI uses, checkpointed under the output folder; in the course profile the
 shipped checkpoint is remade. The ``smoke`` profile (tests) trains its tiny networks in seconds.
 """
+import io
 import os
 import tempfile
 import time
@@ -18,6 +19,7 @@ import torch
 from filmmtl.data import REPO_DATA, load_dataset
 from filmmtl.profiles import make_config, recipe_overrides
 from filmmtl.checkpoints import export_checkpoint, read_checkpoint
+from filmmtl.files import atomic_write, locked
 from filmmtl.train import Trainer, check_compatible, load_model, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
@@ -184,27 +186,31 @@ class Session:
         if self.profile == "smoke":  # seconds: nothing worth keeping
             trainer.fit()
         else:
-            checkpoint = self.trained_here(recipe, seed)
-            if checkpoint.exists():
-                trainer.load(checkpoint)
-            if trainer.step_count < trainer.config["steps"]:
-                print(f"training '{recipe}' ({self.profile} profile, {trainer.config['steps']:,} steps) on "
-                      f"{self.device}, from step {trainer.step_count}; checkpoint: {checkpoint}")
-                trainer.fit(steps=min(trainer.step_count + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
-                start, done = time.time(), trainer.step_count
-                trainer.fit(steps=min(done + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
-                if trainer.step_count > done:
-                    rate = (trainer.step_count - done) / (time.time() - start)
-                    left = trainer.config["steps"] - trainer.step_count
-                    print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
-                trainer.fit(checkpoint=checkpoint)
-            if self.profile == "course":  # remake the shipped network
-                command = (f"python -m filmmtl train --recipe {recipe} --profile course --seed {seed} "
-                           f"--out runs/{self.file_name(recipe, seed)}")
-                export_checkpoint(checkpoint, self.shipped(recipe, seed), command)
+            with locked(self.trained_here(recipe, seed)) as checkpoint:  # one writer per run
+                self._train_into(trainer, checkpoint, recipe, seed)
         self._trainers[recipe, seed] = trainer
         trainer.model.eval()
         return trainer.model, trainer.config, trainer.provenance(), trainer.history
+
+    def _train_into(self, trainer, checkpoint, recipe, seed):
+        """Train (or resume) into ``checkpoint``; on the course profile, export it over the shipped file."""
+        if checkpoint.exists():
+            trainer.load(checkpoint)
+        if trainer.step_count < trainer.config["steps"]:
+            print(f"training '{recipe}' ({self.profile} profile, {trainer.config['steps']:,} steps) on "
+                  f"{self.device}, from step {trainer.step_count}; checkpoint: {checkpoint}")
+            trainer.fit(steps=min(trainer.step_count + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+            start, done = time.time(), trainer.step_count
+            trainer.fit(steps=min(done + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+            if trainer.step_count > done:
+                rate = (trainer.step_count - done) / (time.time() - start)
+                left = trainer.config["steps"] - trainer.step_count
+                print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
+            trainer.fit(checkpoint=checkpoint)
+        if self.profile == "course":  # remake the shipped network
+            command = (f"python -m filmmtl train --recipe {recipe} --profile course --seed {seed} "
+                       f"--out runs/{self.file_name(recipe, seed)}")
+            export_checkpoint(checkpoint, self.shipped(recipe, seed), command)
 
     def perceptual(self, feature_net):
         """The perceptual network of a trained config (for Gram-distance scores), built once."""
@@ -231,8 +237,10 @@ class Session:
     def save_figure(self, fig, name):
         """Save into the output folder. Returns nothing, so a notebook cell ending with it shows only the
         figure, not a path of this machine."""
-        fig.savefig(self.output_dir / f"{name}.png", dpi=100, bbox_inches="tight")
+        picture = io.BytesIO()
+        fig.savefig(picture, format="png", dpi=100, bbox_inches="tight")
+        atomic_write(self.output_dir / f"{name}.png", picture.getvalue())
 
     def save_text(self, text, name):
-        (self.output_dir / name).write_text(text)
+        atomic_write(self.output_dir / name, text)
 

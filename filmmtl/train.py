@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from filmmtl import distributed, losses, metrics
-from filmmtl.checkpoints import FORMAT_VERSION, atomic_write, check_writable, read_checkpoint, upgrade_config, verify
+from filmmtl.checkpoints import FORMAT_VERSION, read_checkpoint, saved_bytes, upgrade_config, verify
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
+from filmmtl.files import atomic_write, check_writable
 from filmmtl.models import build, count_parameters
 from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
@@ -339,9 +340,7 @@ class Trainer:
 
     def save(self, path):
         """Write atomically: a temporary file renamed over the old one, never a half-written checkpoint."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, lambda tmp: torch.save(self.state(), tmp))
+        return atomic_write(path, saved_bytes(self.state()))
 
     def load(self, path):
         """Resume exactly: the checkpoint must be a training checkpoint of this very run (same config,

@@ -473,3 +473,91 @@ def test_a_damaged_checkpoint_is_named(trained, tmp_path, damage, match):
         load_model(tmp_path / "damaged.pt")
     with pytest.raises(SystemExit, match=match):
         main(["evaluate", "--checkpoint", str(tmp_path / "damaged.pt"), "--seeds", "0"])
+
+
+@pytest.mark.parametrize("variant", ["bom", "upper", "binary", "same twice"])
+def test_manifests_as_sha256sum_writes_them_are_read(trained, tmp_path, variant):
+    shipped = tmp_path / "shipped"
+    export_checkpoint(trained, shipped / "a.pt", "cmd")
+    manifest = shipped / "MANIFEST.sha256"
+    digest = manifest.read_text().split()[0]
+    line = {"bom": f"\ufeff{digest}  a.pt\n", "upper": f"{digest.upper()}  a.pt\n",
+            "binary": f"{digest} *a.pt\n", "same twice": f"{digest}  a.pt\n" * 2}[variant]
+    manifest.write_text(line)
+    assert read_manifest(shipped) == {"a.pt": digest}
+    load_model(shipped / "a.pt")
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("conflict", r"lists a.pt twice with different digests \(lines 1 and 2\)"),
+    ("folder", "MANIFEST.sha256 is not a file"), ("latin-1", r"MANIFEST.sha256 is not UTF-8 text")])
+def test_a_damaged_manifest_is_named(trained, tmp_path, damage, match):
+    shipped = tmp_path / "shipped"
+    export_checkpoint(trained, shipped / "a.pt", "cmd")
+    manifest = shipped / "MANIFEST.sha256"
+    if damage == "conflict":
+        manifest.write_text(manifest.read_text() + f"{'0' * 64}  a.pt\n")
+    elif damage == "folder":
+        manifest.unlink()
+        manifest.mkdir()
+    else:
+        manifest.write_bytes(manifest.read_bytes() + "caf\xe9.pt".encode("latin-1"))
+    with pytest.raises(ValueError, match=match):
+        load_model(shipped / "a.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong shape", "not numpy"])
+def test_a_damaged_scene_cache_is_built_again(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("FILMMTL_CACHE", str(tmp_path))
+    good = data.embedded_scenes("val", 32, n=3)
+    path = next(tmp_path.glob("scenes_*.npz"))
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "wrong shape":
+        np.savez(path, images=np.zeros((3, 3, 16, 16), np.uint8), masks=np.zeros((3, 16, 16), np.uint8))
+    else:
+        path.write_text("hello")
+    with pytest.warns(UserWarning, match="damaged or of another shape; it is built again"):
+        again = data.embedded_scenes("val", 32, n=3)
+    assert torch.equal(again.images, good.images) and torch.equal(again.masks, good.masks)
+    assert torch.equal(data.embedded_scenes("val", 32, n=3).images, good.images)  # and the cache is whole again
+
+
+def test_a_damaged_or_foreign_evaluation_cache_is_scored_again(tmp_path):
+    from filmmtl.evaluate import evaluate_cached
+    model = build("proposed", width=0.25).eval()
+    space, jobs = TaskSpace(), ["reconstruction", "completion"]
+    test = data.embedded_scenes("val", 32, n=2, cache=False)
+    scores, cached = evaluate_cached(tmp_path, model, space, test, jobs)
+    assert not cached and evaluate_cached(tmp_path, model, space, test, jobs)[1]
+    path = next(tmp_path.glob("*.json"))
+    for damage in (b"[]", b'{"reconstruction": {}}', b"\xff not json"):
+        path.write_bytes(damage)
+        again, cached = evaluate_cached(tmp_path, model, space, test, jobs)
+        assert not cached and again == scores
+
+
+def test_an_export_sidecar_that_is_not_json_names_the_fix(trained, tmp_path):
+    trained.with_suffix(".json").write_text("{ half a json")
+    with pytest.raises(SystemExit, match=r"run.json is not the JSON train writes .* pass --command"):
+        main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt")])
+    assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.parametrize("field", ["seed", "data_seed"])
+@pytest.mark.parametrize("value", [2**64, -1])
+def test_seeds_outside_what_the_generators_take_are_named(tmp_path, field, value):
+    with pytest.raises(SystemExit, match=f"config field '{field}' must be an integer >= 0 <= {2**63 - 1}"):
+        main(["train", "--profile", "smoke", "--out", str(tmp_path / "r.pt"), "--set", f"{field}={value}"])
+
+
+def test_a_diverged_run_is_a_message_not_a_traceback(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: the loss became .* the last good checkpoint is kept"):
+        main(["train", "--profile", "smoke", "--quiet", "--steps", "2", "--out", str(tmp_path / "r.pt"),
+              "--set", "max_loss=1e-9"])
+
+
+def test_an_explorer_over_no_images_says_what_to_give():
+    from filmmtl.explorer import Explorer
+    with pytest.raises(ValueError, match="Explorer got 0 images"):
+        Explorer(build("proposed", width=0.25), TaskSpace(), torch.zeros(0, 3, 32, 32))
