@@ -39,6 +39,9 @@ def strip_widget_state(path):
 def run_all(profile="auto", out="results", only=None, kernel="python3"):
     import papermill
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the notebooks' figures and tables go into a folder: name one "
+                         "(such as results)")
     out.mkdir(parents=True, exist_ok=True)
     os.environ["FILMMTL_HEADLESS"] = "1"  # no frontend: the explorer draws its static grid
     timings = []

@@ -561,3 +561,10 @@ def test_an_explorer_over_no_images_says_what_to_give():
     from filmmtl.explorer import Explorer
     with pytest.raises(ValueError, match="Explorer got 0 images"):
         Explorer(build("proposed", width=0.25), TaskSpace(), torch.zeros(0, 3, 32, 32))
+
+
+def test_notebooks_into_a_file_is_named_before_any_notebook_runs(tmp_path):
+    (tmp_path / "results").write_text("mine")
+    with pytest.raises(SystemExit, match="results is a file; the notebooks' figures and tables go into a folder"):
+        main(["notebooks", "--out", str(tmp_path / "results")])
+    assert (tmp_path / "results").read_text() == "mine"
