@@ -38,7 +38,7 @@ def image_png(image, display_size):
 def film_png(gamma, beta, width=40):
     """gamma (top, blue < 1 < red) and beta (bottom, blue < 0 < red) of every channel as a colour map."""
     def tiles(values, centre, spread):
-        v = values.flatten().cpu().numpy()
+        v = values.detach().flatten().cpu().numpy()
         v = np.pad(v, (0, -len(v) % width)).reshape(-1, width)
         t = np.clip((v - centre) / spread, -1, 1)
         rgb = np.stack([1 + np.minimum(t, 0), 1 - np.abs(t), 1 - np.maximum(t, 0)], -1)
@@ -54,9 +54,12 @@ def upload_to_tensor(upload_value, size):
     with bytes ``content``."""
     if not upload_value:
         return None
-    files = list(upload_value.values()) if isinstance(upload_value, dict) else list(upload_value)
-    content = bytes(files[0]["content"])
-    return centre_square(read_image(io.BytesIO(content), files[0].get("name", "the upload")), size)
+    if isinstance(upload_value, dict):
+        name, file = next(iter(upload_value.items()))
+    else:
+        file = upload_value[0]
+        name = file.get("name", "the upload")
+    return centre_square(read_image(io.BytesIO(bytes(file["content"])), name), size)
 
 
 CLEAN = "clean image"

@@ -55,7 +55,11 @@ def check_images(x, model=None):
         raise ValueError("got an empty batch (B = 0); pass at least one image")
     if min(x.shape[2:]) < MIN_SIZE:
         raise ValueError(f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape[2:])}")
-    dtype = next(model.parameters()).dtype if model is not None else x.dtype
+    weight = next(model.parameters()) if model is not None else x
+    if x.device != weight.device:
+        raise ValueError(f"images are on {x.device} but the network is on {weight.device}: move them with "
+                         f"x.to({str(weight.device)!r}) (or the network with model.to({str(x.device)!r}))")
+    dtype = weight.dtype
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"images are {x.dtype} but the network's weights are {dtype}: convert with "
                         f"x.to({dtype}) (or the network with model.to({x.dtype}))")

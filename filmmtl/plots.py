@@ -91,7 +91,7 @@ def film_map(model, vectors):
     labels = list(vectors)
     with torch.no_grad():
         gamma, beta = model.film(torch.stack([vectors[k] for k in labels]))
-    points = torch.cat([gamma, beta], 1).double()
+    points = torch.cat([gamma, beta], 1).double().cpu()
     centred = points - points.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     xy = (centred @ v[:2].T).numpy()

@@ -82,9 +82,10 @@ RECIPES = {
     # reconstruction samples noisy (``identity_noise``), so that c = 0 leaves a noisy input as it is:
     # restoration slider 0.46 -> 0.55. And completion's hole weighted 6x in its L2 (``hole_weight``), at
     # 20,000 course steps: hole +2.85 -> +3.02 dB (one seed; restoration +5.54 -> +5.47). docs/decisions_and_history.md
-    # has all three.
+    # has all three. And the styles' content term 16x (``content_scale``, chosen on validation images:
+    # docs/validation_and_intervals.md), so that a style keeps the scene's outlines.
     "proposed": dict(method=3, mixes=MIX_KEYS, task_weights=FAVOUR_L2_TWICE, adversarial_weight=0.0,
-                     feature_skips=[0], skip_gate=True, identity_noise=0.5, hole_weight=6.0),
+                     feature_skips=[0], skip_gate=True, identity_noise=0.5, hole_weight=6.0, content_scale=16.0),
     "proposed_literal": dict(method=3, mixes=MIX_KEYS, **LITERAL),
     "proposed_compared": dict(method=3, mixes=MIX_KEYS, **COMPARISON),
     "method1": dict(method=1, mixes=MIX_KEYS, **COMPARISON),
