@@ -85,6 +85,28 @@ def sweep_grid(sweeps, strengths):
     return image_grid(rows, row_titles=list(sweeps), col_titles=[f"strength {s:g}" for s in strengths])
 
 
+def dial_fractions(sweep):
+    """How far along the way each strength has moved the output: RMS distance to the c = 0 output over the
+    RMS distance between the c = 0 and c = 1 outputs (0 at the start, 1 at the task)."""
+    to_start = [float((o - sweep[0]).square().mean()) for o in sweep]
+    return [(d / to_start[-1]) ** 0.5 if to_start[-1] > 0 else 0.0 for d in to_start]
+
+
+def dial_curves(sweeps, strengths):
+    """Each task's dial: how far its output has moved at each strength, against the straight line that
+    FiLM's parameters follow (the generator is linear in c)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="gamma, beta (linear in c)")
+    for job, sweep in sweeps.items():
+        ax.plot(strengths, dial_fractions(sweep), marker="o", label=job)
+    ax.set_xlabel("strength $c_k$")
+    ax.set_ylabel("share of the way from the c = 0 output\nto the c = 1 output (RMS)")
+    ax.set_title("The dial is not linear in its output")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def film_map(model, vectors):
     """FiLM parameters (gamma and beta of all layers) of each labelled task vector, projected on their
     two principal directions (PCA)."""

@@ -1,4 +1,7 @@
 """What the notebooks show beside their figures: claim boxes, validation curves, the network diagram."""
+import pytest
+import torch
+
 from filmmtl.claims import Claim
 
 
@@ -39,3 +42,18 @@ def test_overlaid_curves_and_the_bars_still_improving_after_a_step():
     assert late_share(long_run, 2000) == [("reconstruction", 0.5), ("segmentation", 0.0)]  # 3 of 6 dB late
     fell_back = long_run[:2] + [validation(4000, 27.0, 0.8)]
     assert late_share(fell_back, 2000) == [("reconstruction", -0.5), ("segmentation", 1.0)]
+
+
+def test_dial_fractions_measure_the_share_of_the_way():
+    """An output that moves as s^2 along a fixed direction has gone s^2 of the way at strength s; a linear
+    one s; the plot draws both against the diagonal."""
+    from filmmtl import plots
+    start, direction = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    strengths = (0.0, 0.25, 0.5, 0.75, 1.0)
+    quadratic = torch.stack([start + s ** 2 * direction for s in strengths])
+    assert plots.dial_fractions(quadratic) == pytest.approx([s ** 2 for s in strengths], abs=1e-5)
+    linear = torch.stack([start + s * direction for s in strengths])
+    assert plots.dial_fractions(linear) == pytest.approx(list(strengths), abs=1e-5)
+    assert plots.dial_fractions(torch.stack([start] * 5)) == [0.0] * 5  # a task that does nothing
+    fig = plots.dial_curves({"quadratic": quadratic, "linear": linear}, strengths)
+    assert len(fig.axes[0].lines) == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -135,3 +136,16 @@ def test_readme_results_are_the_committed_notebook_02_run():
             stated = re.match(cell, shown.replace("*", ""))
             assert stated, (label, shown)
             assert all(_close(t, float(v)) for t, v in zip(stated.groups(), value)), (label, shown, value)
+
+
+def test_the_readme_example_runs_and_builds_the_paper_network():
+    """The package example of the README, run as printed: the network it calls the paper's has the paper's
+    design (no departures) and Table 2's parameter count."""
+    from filmmtl.models import count_parameters
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    model = scope["model"]
+    assert count_parameters(model) == 1_698_435 and "1,698,435 parameters" in block
+    assert not model.backbone.input_skip and not model.backbone.feature_skips and model.backbone.output_scale == "none"
+    assert scope["y"].shape == (4, 3, 128, 128) and torch.equal(scope["y"], scope["y2"])
