@@ -4,10 +4,36 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.text import Text
 
 from filmmtl.data import load_style
 from filmmtl.models import SKIP_TARGETS
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
+
+
+SAVE_DPI = 100  # Session.save_figure's
+DISPLAY_WIDTH = 900  # CSS pixels: about the output width of a Jupyter notebook on a laptop screen
+MIN_POINTS = 8  # the smallest text a reader can read without zooming
+
+
+def displayed_text_sizes(fig, dpi=SAVE_DPI, display_width=DISPLAY_WIDTH):
+    """[(points as a reader sees them, text)] for every visible text of ``fig``, saved at ``dpi`` (tight
+    box) and shown at its natural size, or shrunk to ``display_width`` CSS pixels when wider."""
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    shrink = min(1.0, display_width / (box.width * dpi)) if box.width else 1.0  # PNG pixels shown as CSS pixels
+    shown = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and t.get_figure() is fig]
+    return [(t.get_fontsize() * dpi / 96 * shrink, t.get_text()) for t in shown]
+
+
+def check_readable(fig, name="this figure"):
+    """Refuse a figure whose smallest text would display under MIN_POINTS: name it and say how to fix it."""
+    sizes = displayed_text_sizes(fig)
+    if sizes:
+        points, text = min(sizes)
+        if points < MIN_POINTS:
+            raise ValueError(f"{name}: the text {text[:40]!r} would display at {points:.1f} pt (< {MIN_POINTS} pt) "
+                             f"at {DISPLAY_WIDTH} px wide; split the figure or enlarge that text")
 
 
 def to_numpy(image):
@@ -28,8 +54,8 @@ def image_grid(rows, row_titles=None, col_titles=None, title=None, scale=1.6):
                 ax.axis("off")
             if col_titles and r == 0 and c < len(col_titles):
                 ax.set_title(col_titles[c], fontsize=8)
-        if row_titles:
-            axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
+        if row_titles:  # horizontal: a long title then widens the figure instead of running into its neighbours
+            axes[r, 0].set_ylabel(row_titles[r], fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -41,25 +67,26 @@ def image_row(images, titles, title=None):
 
 
 def task_grid(images, masks, space, mixes=(), stylise=None, seed=0):
-    """(input, target) of every task and mix for a few images: a column pair per task or mix.
+    """(input, target) of every task and mix for a few images: one row per task or mix, a column pair per
+    image.
 
-    Style tasks have no target image: the painting is shown instead. Mixes with a style part need the
-    network's own style output (``stylise(key, images)``); without it their teacher panel stays blank.
+    Style tasks have no target image: their row shows the painting whose statistics the output must take.
+    Mixes with a style part need the network's own style output (``stylise(key, images)``); without it
+    their teacher panel stays blank.
     """
     g = torch.Generator().manual_seed(seed)
-    jobs = list(space.keys) + list(mixes)
-    rows, titles = [[] for _ in range(len(images))], []
-    for job in jobs:
+    rows, titles = [], []
+    for job in list(space.keys) + list(mixes):
         inputs, _ = make_input(job.split("+"), images, g)
         if job in TASKS and TASKS[job].style:
             painting = load_style(TASKS[job].style, size=images.shape[-1])[:, :images.shape[-2], :images.shape[-1]]
-            target = painting.expand(len(images), -1, -1, -1)
+            target, what = painting.expand(len(images), -1, -1, -1), "target: its painting"
         else:
             target = job_target(job, images, masks, stylise)
-        for i in range(len(images)):
-            rows[i] += [inputs[i], None if target is None else target[i]]
-        titles += [f"{job}\ninput", "target" if job not in MIXES else "teacher (method 3)"]
-    return image_grid(rows, col_titles=titles, scale=1.3)
+            what = "target: method 3's teacher" if job in MIXES else "target"
+        rows.append([panel for i in range(len(images)) for panel in (inputs[i], None if target is None else target[i])])
+        titles.append(job.replace("+", " +\n") + f"\n({what})")
+    return image_grid(rows, row_titles=titles, col_titles=["input", "target"] * len(images), scale=1.3)
 
 
 def loss_curves(history, window=50):
@@ -74,7 +101,7 @@ def loss_curves(history, window=50):
             steps = steps[window - 1:]
         ax.plot(steps, values, label=job)
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("loss (moving average)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -115,27 +142,42 @@ def film_map(model, vectors):
         gamma, beta = model.film(torch.stack([vectors[k] for k in labels]))
     points = torch.cat([gamma, beta], 1).double().cpu()
     centred = points - points.mean(0)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    _, singular, v = torch.linalg.svd(centred, full_matrices=False)
+    share = (singular.square() / singular.square().sum()).tolist()
     xy = (centred @ v[:2].T).numpy()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     ax.scatter(xy[:, 0], xy[:, 1])
     for (x, y), label in zip(xy, labels):
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("principal direction 1"), ax.set_ylabel("principal direction 2")
-    ax.set_title("FiLM parameters per task vector (PCA)")
+        ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"principal direction 1 ({share[0]:.0%} of the variance)")
+    ax.set_ylabel(f"principal direction 2 ({share[1]:.0%})")
+    ax.set_title(f"FiLM parameters per task vector (PCA). The plane holds {share[0] + share[1]:.0%} of the "
+                 "variance:\ndistances off it are not drawn, so two points may look closer than they are", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def network_diagram(model, title=None):
+def output_head(backbone):
+    """What the last box computes, in words, with every symbol defined."""
+    if not backbone.input_skip:
+        return "output = the last convolution's 3 channels"
+    correction = "std(x) r" if backbone.output_scale == "std" else "r"
+    if not backbone.output_gate:
+        return f"output = x + {correction}   (r: the last convolution's 3 channels, a correction of the input x)"
+    return (f"output = a (x + {correction}) + (1 - a) d   (the last convolution's 7 channels: r a correction of\n"
+            "the input x, d a direct output, a = sigmoid(z) a per-pixel gate; std(x): each input channel's spread)")
+
+
+def network_diagram(model, name=None):
     """The backbone drawn from ``model`` itself: one box per convolution (height = resolution, label =
     kernel / stride / channels), residual blocks bracketed, and each layer whose instance norm is
-    modulated by FiLM marked and fed by the generator ``c -> (gamma, beta)`` drawn underneath."""
+    modulated by FiLM marked and fed by the generator ``c -> (gamma, beta)`` drawn underneath. The title
+    counts the FiLM sites of this very model, after ``name`` (its class by default)."""
     from matplotlib.patches import FancyArrowPatch, Rectangle
     backbone = model.backbone if hasattr(model, "backbone") else model
     film_layers = set(getattr(model, "film_layers", ()))
     convs = list(backbone.convs) + [backbone.last]
-    fig, ax = plt.subplots(figsize=(13, 3.6))
+    fig, ax = plt.subplots(figsize=(8.6, 4.4))
     scale, x = 1.0, 0.0
     centres = []
     for i, layer in enumerate(convs):
@@ -147,9 +189,9 @@ def network_diagram(model, title=None):
         last = i == len(convs) - 1
         ax.add_patch(Rectangle((x, 1.5 - height / 2), 0.7, height, facecolor="0.85" if last else "C0",
                                alpha=0.9, edgecolor="k"))
-        label = f"{conv.kernel_size[0]}x{conv.kernel_size[0]}" + (f"/{conv.stride[0]}" if conv.stride[0] > 1 else "") \
-            + (" up" if layer.upsample else "") + f"\n{conv.out_channels}"
-        ax.text(x + 0.35, 1.5 + height / 2 + 0.08, label, ha="center", va="bottom", fontsize=7)
+        label = f"{conv.kernel_size[0]}" + (f"/{conv.stride[0]}" if conv.stride[0] > 1 else "") \
+            + ("\nup" if layer.upsample else "") + f"\n{conv.out_channels}"
+        ax.text(x + 0.35, 1.5 + height / 2 + 0.08, label, ha="center", va="bottom", fontsize=8)
         if i in film_layers:
             ax.plot(x + 0.35, 0.35, "o", color="C3", ms=7)
             ax.add_patch(FancyArrowPatch((x + 0.35, 0.42), (x + 0.35, 1.5 - height / 2), arrowstyle="-|>",
@@ -162,23 +204,22 @@ def network_diagram(model, title=None):
     gated = set(getattr(model, "skip_sites", {}).values())
     for source in getattr(backbone, "feature_skips", ()):
         start, end = centres[source] + 0.3, centres[SKIP_TARGETS[source]] + 0.3
-        ax.annotate("", (end, 2.75), (start, 2.75),
-                    arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.15", color="C2", lw=1))
+        ax.annotate("", (end, 3.35), (start, 3.35),
+                    arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.2", color="C2", lw=1))
         if source in gated:  # the skip's own FiLM site, made by the generator like the layers'
-            ax.text((start + end) / 2, 3.0, "skip with its own FiLM site: gamma * h + beta (gamma starts at 0)",
-                    ha="center", va="center", fontsize=7, color="C3")
+            ax.text((start + end) / 2, 3.45, "feature skip with its own FiLM site:\ngamma * h + beta (gamma starts at 0)",
+                    ha="center", va="bottom", fontsize=8, color="C3")
     if film_layers:
         ax.plot([centres[min(film_layers)], centres[max(film_layers)]], [0.35, 0.35], color="C3", lw=2)
-        ax.text(centres[0] - 0.9, 0.35, "c -> Linear ->\n(gamma, beta)", ha="right", va="center", fontsize=8,
+        ax.text(centres[0] - 0.6, 0.35, "c -> Linear ->\n(gamma, beta)", ha="right", va="center", fontsize=8,
                 color="C3")
-    output = "output = input + correction" if backbone.input_skip else "output = last convolution"
-    if backbone.output_gate:
-        output = "output = a(x + std(x) r) + (1 - a) d" if backbone.output_scale == "std" else "gated output"
-    ax.text(centres[-1] + 0.6, 1.5, output, ha="left", va="center", fontsize=8)
-    ax.text(centres[0] - 0.6, 1.5, "image", ha="right", va="center", fontsize=8)
-    ax.set_title(title or f"{type(model).__name__}: {len(convs)} convolutions, {len(film_layers) + len(gated)} FiLM sites (red), "
-                 "box height = resolution", fontsize=9)
-    ax.set_xlim(centres[0] - 2.6, centres[-1] + 4.2), ax.set_ylim(0, 3.4), ax.axis("off")
+    ax.text(centres[-1] + 0.6, 1.5, "output", ha="left", va="center", fontsize=8)
+    ax.text(centres[0] - 0.6, 1.5, "image x", ha="right", va="center", fontsize=8)
+    ax.text(centres[0] - 0.6, -0.35, output_head(backbone), ha="left", va="top", fontsize=8)
+    sites = len(film_layers) + len(gated)
+    ax.set_title(f"{name or type(model).__name__}: {len(convs)} convolutions, {sites} FiLM sites (red)\n"
+                 "box height = resolution; labels: kernel/stride, channels", fontsize=9)
+    ax.set_xlim(centres[0] - 2.6, centres[-1] + 1.9), ax.set_ylim(-0.9, 4.9), ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -195,19 +236,23 @@ def validation_curves(history, stop=None):
     if not curves:
         return None
     first = next(iter(curves.values()))[0][1]
-    fig, axes = plt.subplots(1, len(first), figsize=(2.3 * len(first), 2.9), squeeze=False)
+    columns = min(4, len(first))
+    rows = -(-len(first) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[len(first):]:
+        ax.axis("off")
     for k, bar in enumerate(first):
-        ax = axes[0, k]
+        ax = axes.flat[k]
         for label, points in curves.items():
             ax.plot([step for step, _ in points], [bars[k]["value"] for _, bars in points], "o-", ms=3, label=label)
         ax.axhline(bar["threshold"], ls="--", color="0.5", lw=1)
         if stop:
             ax.axvline(stop, ls=":", color="C3", lw=1)
-        ax.set_title("\n".join([bar["job"]] + textwrap.wrap(bar["bar"], 28)), fontsize=7)
-        ax.set_xlabel("step", fontsize=7), ax.tick_params(labelsize=7)
+        ax.set_title("\n".join([bar["job"]] + textwrap.wrap(bar["bar"], 26)), fontsize=8)
+        ax.set_xlabel("step", fontsize=8), ax.tick_params(labelsize=8)
     if None not in curves:
-        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(curves), fontsize=7)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(curves), fontsize=8)
+        fig.tight_layout(rect=(0, 0.08 / rows, 1, 1))
         return fig
     fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ from filmmtl.data import REPO_DATA, load_dataset
 from filmmtl.profiles import make_config, recipe_overrides
 from filmmtl.checkpoints import export_checkpoint, read_checkpoint
 from filmmtl.files import atomic_write, locked
+from filmmtl.plots import check_readable
 from filmmtl.train import Trainer, check_compatible, load_model, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
@@ -235,8 +236,10 @@ class Session:
         return scores
 
     def save_figure(self, fig, name):
-        """Save into the output folder. Returns nothing, so a notebook cell ending with it shows only the
+        """Save into the output folder, after checking that no text of it displays under 8 pt in a notebook
+        (``plots.check_readable``). Returns nothing, so a notebook cell ending with it shows only the
         figure, not a path of this machine."""
+        check_readable(fig, name)  # every figure the course saves reads at a notebook's width
         picture = io.BytesIO()
         fig.savefig(picture, format="png", dpi=100, bbox_inches="tight")
         atomic_write(self.output_dir / f"{name}.png", picture.getvalue())

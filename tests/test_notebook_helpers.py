@@ -57,3 +57,25 @@ def test_dial_fractions_measure_the_share_of_the_way():
     assert plots.dial_fractions(torch.stack([start] * 5)) == [0.0] * 5  # a task that does nothing
     fig = plots.dial_curves({"quadratic": quadratic, "linear": linear}, strengths)
     assert len(fig.axes[0].lines) == 3
+
+
+def test_a_figure_too_wide_for_a_notebook_is_refused_naming_its_smallest_text(tmp_path):
+    """Session.save_figure checks every figure the notebooks save: text under 8 pt as displayed at 900 px
+    (a figure wider than that is shrunk to it) is named, so the notebook run stops there."""
+    import matplotlib.pyplot as plt
+    from filmmtl import plots
+    from filmmtl.session import Session
+    narrow, ax = plt.subplots(figsize=(6, 3))
+    ax.set_title("a readable title", fontsize=9)
+    plots.check_readable(narrow)
+    assert min(plots.displayed_text_sizes(narrow))[0] == pytest.approx(9 * 100 / 96)
+    wide, axes = plt.subplots(1, 6, figsize=(18, 3))  # the same 9 pt, shrunk to fit the page
+    axes[0].set_title("a readable title", fontsize=9)
+    with pytest.raises(ValueError, match=r"wide: the text 'a readable title' would display at [5-7]\.\d pt \(< 8 pt\)"):
+        plots.check_readable(wide, "wide")
+    session = Session(profile="smoke", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="too_wide"):
+        session.save_figure(wide, "too_wide")
+    assert not (session.output_dir / "too_wide.png").exists()
+    session.save_figure(narrow, "narrow")
+    assert (session.output_dir / "narrow.png").exists()
