@@ -2,7 +2,7 @@
 
 An exercise is a markdown question, a *solution* cell (nbgrader metadata ``solution: true``; the answer
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) and a locked *check* cell that asserts the
-answer. nbgrader's ``ClearSolutions`` replaces each answer by ``raise NotImplementedError()`` and
+answer (``grade: true`` with its ``points``). nbgrader's ``ClearSolutions`` replaces each answer by ``raise NotImplementedError()`` and
 ``ClearOutput`` drops the outputs; the copies go to ``notebooks/exercises/``:
 
     python -m filmmtl exercises            # write the student copies
@@ -17,16 +17,6 @@ from filmmtl.notebooks import NOTEBOOKS, notebook_paths
 
 EXERCISES = NOTEBOOKS / "exercises"
 SOLUTION_TAG, CHECK_TAG = "exercise", "exercise-check"
-
-
-def solution_metadata(grade_id):
-    return {"nbgrader": {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3,
-                         "solution": True, "task": False}, "tags": [SOLUTION_TAG]}
-
-
-def check_metadata(grade_id):
-    return {"nbgrader": {"grade": False, "grade_id": grade_id, "locked": True, "schema_version": 3,
-                         "solution": False, "task": False}, "tags": [CHECK_TAG]}
 
 
 def student_copy(path):

@@ -46,3 +46,62 @@ def test_checks_pass_with_the_solutions_and_fail_with_the_blanks(path, capsys):
         scope = {}
         for cell in exercise_cells(student_copy(path)):
             exec(compile(cell.source, f"{path.name}:student", "exec"), scope)
+
+
+# Wrong answers and shortcuts a student might type, by exercise: each must fail its check. The answer
+# replaces the code between the solution markers (indented as there).
+SHORTCUTS = {
+    "01_exercise1": ["return torch.nn.functional.instance_norm(h, eps=eps)",
+                     "return torch.nn.InstanceNorm2d(h.shape[1], eps=eps)(h)",
+                     "return (h - h.mean()) / h.std()"],  # normalised over the whole batch, not per channel
+    "01_exercise2": ["return torch.tensor([0.5, 0.5, 0.5])",
+                     "return colours.median(dim=0).values",
+                     "return colours.mean(dim=0)",  # the unconditional mean: the whole lesson missed
+                     "grey = colours @ torch.tensor([0.299, 0.587, 0.114])\n"
+                     "return colours[(grey >= low) & (grey <= high)].median(dim=0).values"],  # L1's answer
+    "02_exercise1": ["return 0.01, 20.0", "return sigma, 10 * math.log10(1 / sigma)"],
+    "03_exercise1": ["return (A + B) / 2", "return A"],
+    "03_exercise2": ["with torch.no_grad():\n    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
+                     "return W[:, a] + W[:, b]"],  # the bias forgotten
+    "04_exercise1": ["return 3200, 1679235", "return 1600, 1679235"],
+    "05_exercise1": ["return model.film(a)",
+                     "(gamma_a, beta_a), (gamma_b, beta_b) = model.film(a), model.film(b)\n"
+                     "return t * gamma_a + (1 - t) * gamma_b, t * beta_a + (1 - t) * beta_b"],  # the ends swapped
+}
+
+
+def with_answer(source, answer):
+    """A solution cell's source with ``answer`` between its markers, at the markers' indentation."""
+    lines = source.splitlines()
+    begin = next(i for i, line in enumerate(lines) if line.strip() == "### BEGIN SOLUTION")
+    end = next(i for i, line in enumerate(lines) if line.strip() == "### END SOLUTION")
+    indent = lines[begin][:len(lines[begin]) - len(lines[begin].lstrip())]
+    return "\n".join(lines[:begin + 1] + [indent + line for line in answer.splitlines()] + lines[end:])
+
+
+@pytest.mark.parametrize("grade_id, answer", [(k, a) for k, answers in SHORTCUTS.items() for a in answers],
+                         ids=[f"{k}-{i}" for k, answers in SHORTCUTS.items() for i in range(len(answers))])
+def test_every_shortcut_fails_its_check(grade_id, answer):
+    path = next(p for p in SOLUTIONS if p.name.startswith(grade_id[:2]))
+    cells = exercise_cells(nbformat.read(path, as_version=4))
+    names = [c.metadata["nbgrader"]["grade_id"] for c in cells]
+    assert grade_id in names and f"{grade_id}_check" in names, names
+    scope = {}
+    for cell in cells:
+        name = cell.metadata["nbgrader"]["grade_id"]
+        if name.removesuffix("_check") != grade_id:
+            exec(compile(cell.source, f"{path.name}:{name}", "exec"), scope)
+        elif name == grade_id:
+            exec(compile(with_answer(cell.source, answer), f"{path.name}:{name}", "exec"), scope)
+        else:
+            with pytest.raises(AssertionError):
+                exec(compile(cell.source, f"{path.name}:{name}", "exec"), scope)
+            return
+    raise AssertionError(f"no check cell ran for {grade_id}")
+
+
+def test_every_check_is_graded_with_points_and_there_are_enough_exercises():
+    checks = [c for p in SOLUTIONS for c in exercise_cells(nbformat.read(p, as_version=4))
+              if CHECK_TAG in c.metadata["tags"]]
+    assert all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["points"] > 0 for c in checks)
+    assert {c.metadata["nbgrader"]["grade_id"].removesuffix("_check") for c in checks} == set(SHORTCUTS)
