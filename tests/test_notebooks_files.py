@@ -138,6 +138,22 @@ def test_readme_results_are_the_committed_notebook_02_run():
             assert all(_close(t, float(v)) for t, v in zip(stated.groups(), value)), (label, shown, value)
 
 
+def test_readme_sentences_are_the_committed_notebook_02_run():
+    """The README's sentences on the slider, completion's SSIM and the photographs state what notebook 02
+    printed."""
+    nb = nbformat.read(ROOT / "notebooks" / "02_multitask_training.ipynb", as_version=4)
+    printed, readme = "\n".join(texts(nb)), " ".join((ROOT / "README.md").read_text().split())
+    slider = re.search(r"moves its output by ([\d.]+) x the noise's energy", printed).group(1)
+    assert f"the restoration slider reaches {slider} of the noise's energy" in readme
+    ssim = re.search(r"Completion's SSIM over the whole image is ([\d.]+) against the unfilled input's ([\d.]+)", printed)
+    assert f"Completion's SSIM over the whole image ({ssim[1]}) is *below* the unfilled input's ({ssim[2]})" in readme \
+        if float(ssim[1]) < float(ssim[2]) else f"Completion's SSIM over the whole image ({ssim[1]}) is above" in readme
+    row = lambda name: [float(v) for v in re.search(rf"^{name}\s+([\d.\s]+)$", printed, re.M).group(1).split()]
+    recon, gains = row(r"reconstruction PSNR \(dB\)"), row(r"restoration gain \(dB\)")
+    assert f"reconstruction is {min(recon):.1f}-{max(recon):.1f} dB" in readme
+    assert f"restoration gains +{min(gains):.1f} to +{max(gains):.1f} dB" in readme
+
+
 def test_the_readme_example_runs_and_builds_the_paper_network():
     """The package example of the README, run as printed: the network it calls the paper's has the paper's
     design (no departures) and Table 2's parameter count."""
