@@ -8,6 +8,7 @@ import argparse
 import torch
 
 from filmmtl.models import build, count_parameters
+from filmmtl.tasks import TaskSpace
 from timing import interleaved_medians
 
 
@@ -30,8 +31,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, device=args.device)
-    c = torch.zeros(args.batch, 6, device=args.device)
-    c[:, 1] = 1
+    c = TaskSpace().vector("completion").expand(args.batch, -1).to(args.device)
     models = {name: build(name).to(args.device) for name in ("proposed", "johnson")}
     for name, model in models.items():
         print(f"{name:9s} parameters: {count_parameters(model):,}")

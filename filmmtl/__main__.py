@@ -169,16 +169,17 @@ def demo(args):
     """Build the paper's network, run every task vector through it, save a picture."""
     import torch
     from filmmtl import plots
-    from filmmtl.models import build, count_parameters
     from filmmtl.data import embedded_scenes
+    from filmmtl.models import build, count_parameters
+    from filmmtl.tasks import TaskSpace
     torch.manual_seed(args.seed)
-    model = build("proposed").eval()
+    space = TaskSpace()
+    model = build("proposed", n_tasks=space.n, input_skip=False).eval()
     images = embedded_scenes("test", 128, n=1).batch(torch.arange(1))[0]
-    vectors = torch.cat([torch.zeros(1, 6), torch.eye(6)[1:]])
+    vectors = torch.stack([space.vector(key) for key in space])
     with torch.no_grad():
-        outputs = model(images.expand(6, -1, -1, -1), vectors)
-    fig = plots.image_row(outputs, [f"c = {c.int().tolist()}" for c in vectors],
-                          f"untrained proposed network ({count_parameters(model):,} parameters)")
+        outputs = model(images.expand(len(vectors), -1, -1, -1), vectors)
+    fig = plots.image_row(outputs, list(space), f"the paper's network, untrained ({count_parameters(model):,} parameters)")
     path = Path(args.out) / "demo.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80, bbox_inches="tight")
