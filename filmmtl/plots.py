@@ -235,7 +235,10 @@ def validation_curves(history, stop=None):
     curves = {label: points for label, points in curves.items() if points}
     if not curves:
         return None
-    first = next(iter(curves.values()))[0][1]
+    # bars by name: runs made before a bar existed (the edge scores) lack it and draw nothing there
+    keyed = {label: [(step, {(b["job"], b["bar"]): b for b in bars}) for step, bars in points]
+             for label, points in curves.items()}
+    first = list({key: bar for points in keyed.values() for _, bars in points for key, bar in bars.items()}.values())
     columns = min(4, len(first))
     rows = -(-len(first) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.9 * rows), squeeze=False)
@@ -243,8 +246,10 @@ def validation_curves(history, stop=None):
         ax.axis("off")
     for k, bar in enumerate(first):
         ax = axes.flat[k]
-        for label, points in curves.items():
-            ax.plot([step for step, _ in points], [bars[k]["value"] for _, bars in points], "o-", ms=3, label=label)
+        key = (bar["job"], bar["bar"])
+        for label, points in keyed.items():
+            ax.plot([step for step, bars in points if key in bars], [bars[key]["value"] for _, bars in points if key in bars],
+                    "o-", ms=3, label=label)
         ax.axhline(bar["threshold"], ls="--", color="0.5", lw=1)
         if stop:
             ax.axvline(stop, ls=":", color="C3", lw=1)

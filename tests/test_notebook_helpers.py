@@ -79,3 +79,14 @@ def test_a_figure_too_wide_for_a_notebook_is_refused_naming_its_smallest_text(tm
     assert not (session.output_dir / "too_wide.png").exists()
     session.save_figure(narrow, "narrow")
     assert (session.output_dir / "narrow.png").exists()
+
+
+def test_validation_curves_overlay_runs_whose_bars_differ():
+    """A run made before a bar existed (the edge scores) lacks it: its panel shows the other run only."""
+    from filmmtl.plots import validation_curves
+    old = [{"step": 1000, "job": "validation", "scores": {"reconstruction": {"psnr": 25.0}}}]
+    new = [{"step": 1000, "job": "validation", "scores": {"reconstruction": {"psnr": 26.0},
+                                                          "segmentation": {"iou": 0.7}}}]
+    fig = validation_curves({"old": old, "new": new})
+    drawn = [[len(line.get_xdata()) for line in ax.get_lines()] for ax in fig.axes]
+    assert drawn == [[1, 1, 2], [0, 1, 2]]  # old, new, threshold: old has no segmentation point
