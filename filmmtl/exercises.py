@@ -11,7 +11,6 @@ answer (``grade: true`` with its ``points``). nbgrader's ``ClearSolutions`` repl
 Instructors who grade with the full nbgrader pipeline can use the solution notebooks as its source
 notebooks: the metadata is nbgrader's own.
 """
-from pathlib import Path
 
 from filmmtl.notebooks import NOTEBOOKS, notebook_paths
 

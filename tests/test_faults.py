@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from filmmtl.__main__ import main
-from filmmtl.checkpoints import MANIFEST_NAME, read_manifest, sha256
+from filmmtl.checkpoints import read_manifest, sha256
 from filmmtl.files import DiskFull, Locked, atomic_write, clean_temporaries, locked
 from filmmtl.train import Trainer
 
