@@ -177,7 +177,7 @@ def network_diagram(model, name=None):
     backbone = model.backbone if hasattr(model, "backbone") else model
     film_layers = set(getattr(model, "film_layers", ()))
     convs = list(backbone.convs) + [backbone.last]
-    fig, ax = plt.subplots(figsize=(8.6, 4.4))
+    fig, ax = plt.subplots(figsize=(8.6, 4.4 if backbone.feature_skips else 3.4))
     scale, x = 1.0, 0.0
     centres = []
     for i, layer in enumerate(convs):
@@ -219,7 +219,7 @@ def network_diagram(model, name=None):
     sites = len(film_layers) + len(gated)
     ax.set_title(f"{name or type(model).__name__}: {len(convs)} convolutions, {sites} FiLM sites (red)\n"
                  "box height = resolution; labels: kernel/stride, channels", fontsize=9)
-    ax.set_xlim(centres[0] - 2.6, centres[-1] + 1.9), ax.set_ylim(-0.9, 4.9), ax.axis("off")
+    ax.set_xlim(centres[0] - 2.6, centres[-1] + 1.9), ax.set_ylim(-0.9, 4.9 if backbone.feature_skips else 3.3), ax.axis("off")
     fig.tight_layout()
     return fig
 
