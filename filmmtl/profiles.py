@@ -50,7 +50,9 @@ PROFILES = {
 
 
 # The paper's network taken literally: none of the project's departures (see docs/decisions_and_history.md).
-LITERAL = dict(input_skip=False, feature_skips=[], skip_gate=False, output_scale="none", output_gate=False, generator_init_std=None,
+# Its FiLM generator starts at N(0, 0.01^2) like every network's here (BASE): the paper is silent on
+# initialisation, and a config override of None keeps the profile's value.
+LITERAL = dict(input_skip=False, feature_skips=[], skip_gate=False, output_scale="none", output_gate=False,
                balance="none")
 MIX_KEYS = ["restoration+style_gogh", "restoration+segmentation", "segmentation+style_gogh"]
 ONLY = lambda task: {k: float(k == task) for k in PAPER_TASKS}
