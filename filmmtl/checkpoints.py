@@ -147,6 +147,18 @@ def verify(path):
                          "or retrain=True")
 
 
+def check_folder(target):
+    """Refuse, before any file is replaced, a folder whose manifest is malformed or that holds checkpoints the
+    manifest does not list (an export's manifest would make them unloadable). Called under the folder's lock:
+    another export's half-done file is not a stray."""
+    listed = read_manifest(target.parent)
+    strays = sorted(p.name for p in target.parent.glob("*.pt") if p.name not in listed and p.name != target.name)
+    if strays:
+        raise ValueError(f"{target.parent} holds checkpoints its manifest does not list ({', '.join(strays)}): "
+                         "an export writes a manifest there, after which they would no longer load. Export into a "
+                         "folder of exports (such as data/checkpoints) or move them first")
+
+
 def export_checkpoint(source, target, command, wall_minutes=None):
     """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
     command that made it, with a .json beside it; the manifest entry of ``target`` alone is updated.
@@ -159,12 +171,6 @@ def export_checkpoint(source, target, command, wall_minutes=None):
                          "training checkpoint (and --resume with it); choose another --out")
     if target.exists() and "optimiser" in torch.load(target, map_location="cpu", weights_only=True):
         raise ValueError(f"{target} is a training checkpoint; an export will not overwrite it. Choose another --out")
-    listed = read_manifest(target.parent)  # a malformed manifest stops here, before any file is replaced
-    strays = sorted(p.name for p in target.parent.glob("*.pt") if p.name not in listed and p.name != target.name)
-    if strays:
-        raise ValueError(f"{target.parent} holds checkpoints its manifest does not list ({', '.join(strays)}): "
-                         "an export writes a manifest there, after which they would no longer load. Export into a "
-                         "folder of exports (such as data/checkpoints) or move them first")
     state = read_checkpoint(source, kind="training")
 
     def shrink(key, value):
@@ -178,6 +184,7 @@ def export_checkpoint(source, target, command, wall_minutes=None):
                "steps": state["step"], "wall_minutes": wall_minutes, "legs": state.get("legs", [])}
     check_writable(target)
     with locked(target.parent / MANIFEST_NAME, wait=60):  # two exports into one folder keep both lines
+        check_folder(target)
         atomic_write(target, compressed_bytes(small))
         atomic_write(target.with_suffix(".json"), json.dumps(sidecar, indent=1))
         update_manifest(target.parent, target.name)
