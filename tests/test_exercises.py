@@ -51,6 +51,22 @@ def test_checks_pass_with_the_solutions_and_fail_with_the_blanks(path, capsys):
 # Wrong answers and shortcuts a student might type, by exercise: each must fail its check. The answer
 # replaces the code between the solution markers (indented as there).
 SHORTCUTS = {
+    "01_film_layer": ["return gamma[:, :, None, None] * h + beta[:, :, None, None]",  # FiLM without the norm
+                      "from filmmtl.models import film_norm\nreturn film_norm(h, gamma, beta, eps)",
+                      "import torch.nn.functional as F\n"
+                      "return gamma[:, :, None, None] * F.instance_norm(h, eps=eps) + beta[:, :, None, None]"],
+    "01_film_generator": ["def __init__(self, n_tasks, n_channels, init_std=0.01):\n"  # PyTorch's own initialisation
+                          "    super().__init__()\n    self.n_channels = n_channels\n"
+                          "    self.linear = torch.nn.Linear(n_tasks, 2 * n_channels)\n\n"
+                          "def forward(self, c):\n    out = self.linear(c)\n"
+                          "    return out[:, :self.n_channels], out[:, self.n_channels:]",
+                          "def __init__(self, n_tasks, n_channels, init_std=0.01):\n"  # gamma and beta swapped
+                          "    super().__init__()\n    self.n_channels = n_channels\n"
+                          "    self.linear = torch.nn.Linear(n_tasks, 2 * n_channels)\n"
+                          "    with torch.no_grad():\n        self.linear.weight.normal_(0, init_std)\n"
+                          "        self.linear.bias.copy_(torch.cat([torch.ones(n_channels), torch.zeros(n_channels)]))\n\n"
+                          "def forward(self, c):\n    out = self.linear(c)\n"
+                          "    return out[:, self.n_channels:], out[:, :self.n_channels]"],
     "01_exercise1": ["return torch.nn.functional.instance_norm(h, eps=eps)",
                      "return torch.nn.InstanceNorm2d(h.shape[1], eps=eps)(h)",
                      "return (h - h.mean()) / h.std()"],  # normalised over the whole batch, not per channel
