@@ -244,10 +244,11 @@ def read_cache(path, n, size):
 
 
 def _cached(path, make, source, n, size):
-    stored = read_cache(path, n, size) if path is not None and path.exists() else None
+    found = path is not None and path.exists()
+    stored = read_cache(path, n, size) if found else None
     if stored is not None:
         return ImageSet(torch.from_numpy(stored[0]), torch.from_numpy(stored[1]), source)
-    if path is not None and path.exists():
+    if found:
         warnings.warn(f"the cache file {path} is damaged or of another shape; it is built again", stacklevel=3)
     images, masks = make()
     if path is not None:

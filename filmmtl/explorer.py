@@ -81,15 +81,15 @@ class Explorer:
         self.model, self.space, self.images = model.eval(), space, images
         self.display_size = display_size
         # labels as wide as the longest ("segmentation", "style_munch"): the default width cuts them
-        label = dict(style={"description_width": "110px"}, layout=widgets.Layout(width="340px"))
+        label = lambda: dict(style={"description_width": "110px"}, layout=widgets.Layout(width="340px"))
         self.sliders = {k: widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=k,
-                                               continuous_update=False, **label) for k in space.keys[1:]}
-        self.mix = widgets.Dropdown(options=["(no mix)"] + list(mixes), description="mix", **label)
+                                               continuous_update=False, **label()) for k in space.keys[1:]}
+        self.mix = widgets.Dropdown(options=["(no mix)"] + list(mixes), description="mix", **label())
         self.mix_strength = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="mix strength",
-                                                continuous_update=False, **label)
-        self.image_choice = widgets.Dropdown(options=list(range(len(images))), description="test image", **label)
+                                                continuous_update=False, **label())
+        self.image_choice = widgets.Dropdown(options=list(range(len(images))), description="test image", **label())
         degraded = [k for k in space.keys if TASKS[k].make_input is not unchanged]
-        self.degradation = widgets.Dropdown(options=[CLEAN] + degraded, description="input", **label)
+        self.degradation = widgets.Dropdown(options=[CLEAN] + degraded, description="input", **label())
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="your image")
         self.reset_button = widgets.Button(description="reset", tooltip="all strengths 0, clean test image 0")
         self.input_view = widgets.Image(format="png", width=display_size, height=display_size)
