@@ -8,9 +8,12 @@
 # A finished network is exported (fp16, with its command and wall time) into $OUT/checkpoints and skipped
 # afterwards; copy them over data/checkpoints after `python -m filmmtl evaluate` and notebooks 03 and 04.
 # Run from the repository root: `bash bench/train_compared.sh [DRAWS]`; log: $OUT/train_compared.log.
+# SET=design trains the same networks under experiment 1's design and recipe instead (recipes NAME_design,
+# each drawing every task as often as the experiment-1 network: DRAWS does not apply), into runs/compared_design.
 set -uo pipefail
 DRAWS=${1:-1200}
-OUT=${OUT:-results/compared_$DRAWS}
+SET=${SET:-paper}
+if [ "$SET" = design ]; then SUFFIX=_design; OUT=${OUT:-runs/compared_design}; else SUFFIX=""; OUT=${OUT:-results/compared_$DRAWS}; fi
 PY=${PY:-python3}
 PROFILE=${PROFILE:-course}  # smoke: a seconds-long rehearsal of this script on a CPU
 if command -v nvidia-smi >/dev/null; then PARALLEL=${PARALLEL:-1}; else PARALLEL=${PARALLEL:-0}; fi
@@ -18,7 +21,8 @@ RUNS="$OUT/train"
 mkdir -p "$RUNS" "$OUT/checkpoints"
 export PYTHONUNBUFFERED=1
 train() {  # recipe: train (or resume) it into $RUNS, its own log beside it, then export it
-  local resume=""
+  local resume="" name="$1$SUFFIX"
+  set -- "$name"
   [ -f "$OUT/checkpoints/$1.pt" ] && { echo "already exported: $1"; return; }
   [ -f "$RUNS/$1.pt" ] && resume="--resume"
   $PY -m filmmtl train --recipe "$1" --profile "$PROFILE" --set comparison_draws="$DRAWS" --out "$RUNS/$1.pt" \
@@ -28,7 +32,8 @@ train() {  # recipe: train (or resume) it into $RUNS, its own log beside it, the
 {
   date -u; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   bases="base_completion base_segmentation"
-  others="proposed_compared method1 method2 encin sgn sgn_bias single sharedenc"
+  others="method1 method2 encin sgn sgn_bias single sharedenc"
+  [ "$SET" = design ] || others="proposed_compared $others"  # the design's proposed network is experiment 1's
   if [ "$PARALLEL" = 1 ]; then
     base_pids=""
     for r in $bases; do train "$r" & base_pids="$base_pids $!"; done

@@ -22,6 +22,9 @@ from filmmtl.models import Backbone, check_images, check_task_vectors, plain_nor
 # Normalised layers followed by an attention module: the three encoder norms, the second norm of each
 # residual block, the two decoder norms.
 ATTENTION_LAYERS = (0, 1, 2, 4, 6, 8, 10, 12, 13, 14)
+# A gated skip starts nearly shut, as FiLM's skip site does at gamma = 0, yet not so deep in the sigmoid's
+# flat tail that a task cannot open it: sigmoid(-4) = 0.018.
+SKIP_CLOSED_LOGIT = -4.0
 
 
 class ChannelAttention(nn.Module):
@@ -31,13 +34,17 @@ class ChannelAttention(nn.Module):
     With ``bias=True`` (SGN+bias): hidden = C/2 and an output of 2C split into a sigmoid scale a and a
     bias b: F * a + b. Both readings reproduce Table 2's counts exactly."""
 
-    def __init__(self, n_tasks, channels, bias=False):
+    def __init__(self, n_tasks, channels, bias=False, closed=False):
         super().__init__()
         self.bias = bias
         hidden = channels // 2 if bias else channels // 4
         self.embed = nn.Linear(n_tasks, channels)
         self.squeeze = nn.Linear(2 * channels, max(1, hidden))
         self.excite = nn.Linear(max(1, hidden), channels * (2 if bias else 1))
+        if closed:  # a skip gate: the same small scale for every input at the start, and no shift
+            with torch.no_grad():
+                self.excite.weight.zero_()
+                self.excite.bias.zero_()[:channels] = SKIP_CLOSED_LOGIT
 
     def forward(self, h, c):
         z = torch.cat([h.mean(dim=(2, 3)), self.embed(c)], 1)
@@ -49,14 +56,21 @@ class ChannelAttention(nn.Module):
 
 
 class SGNNet(nn.Module):
-    """SGN (and SGN with bias control) on the Johnson backbone: IN without affine, no FiLM."""
+    """SGN (and SGN with bias control) on the Johnson backbone: IN without affine, no FiLM.
+    ``skip_gate``: each feature skip gets an attention module of its own, starting shut, so the task opens
+    it through SGN's own conditioning (as FiLM's skip site does for the proposed network)."""
 
-    def __init__(self, n_tasks=6, width=1.0, bias=False, **design):
+    def __init__(self, n_tasks=6, width=1.0, bias=False, skip_gate=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
         self.backbone = Backbone(width, affine=False, **design)
+        if skip_gate and not self.backbone.feature_skips:
+            raise ValueError("skip_gate gates the feature skips: it needs feature_skips, e.g. [0]")
         self.attention = nn.ModuleDict({str(i): ChannelAttention(n_tasks, self.backbone.channels[i], bias)
                                         for i in ATTENTION_LAYERS})
+        self.skip_attention = nn.ModuleDict(
+            {str(i): ChannelAttention(n_tasks, self.backbone.channels[i], bias, closed=True)
+             for i in (self.backbone.feature_skips if skip_gate else ())})
 
     def forward(self, x, c):
         check_images(x, self)
@@ -65,7 +79,10 @@ class SGNNet(nn.Module):
         def normalise(i, h, norm):
             h = norm(h)
             return self.attention[str(i)](h, c) if str(i) in self.attention else h
-        return self.backbone(x, normalise)
+
+        def gate_skip(i, y):
+            return self.skip_attention[str(i)](y, c)
+        return self.backbone(x, normalise, gate_skip if len(self.skip_attention) else None)
 
 
 def task_indices(c, name):
@@ -117,14 +134,21 @@ class PiggybackNet(nn.Module):
     """Piggyback (Mallya et al.): a frozen base network (Johnson, IN with affine) trained on one task;
     per task, a binary mask over every convolution weight (real-valued scores thresholded at 5e-3,
     straight-through gradient) and its own instance-norm *scale* for all 1,600 channels (the shift stays
-    the base's). Masks count as bits, not parameters. Load the base with ``load_base``."""
+    the base's). Masks count as bits, not parameters. Load the base with ``load_base``.
+    ``skip_gate``: per task, a scale for each skipped channel, the same mechanism as its norm scales;
+    it starts at 1, where the base (trained with its skip open) left it."""
 
     can_mix = False
 
-    def __init__(self, n_tasks=6, width=1.0, **design):
+    def __init__(self, n_tasks=6, width=1.0, skip_gate=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
         self.backbone = Backbone(width, affine=True, **design).requires_grad_(False)
+        if skip_gate and not self.backbone.feature_skips:
+            raise ValueError("skip_gate gates the feature skips: it needs feature_skips, e.g. [0]")
+        self.skip_scales = nn.ParameterDict(
+            {str(i): nn.Parameter(torch.ones(n_tasks, self.backbone.channels[i]))
+             for i in (self.backbone.feature_skips if skip_gate else ())})
         convs = {name: p for name, p in self.backbone.named_parameters() if name.endswith("conv.weight")}
         self.mask_names = list(convs)
         self.masks = nn.ParameterList()
@@ -155,7 +179,11 @@ class PiggybackNet(nn.Module):
         def normalise(i, h, norm):
             scale = self.scales[task, self.offsets[i]:self.offsets[i] + h.shape[1]]
             return F.instance_norm(h, weight=scale, bias=norm.bias, eps=norm.eps)
-        return functional_call(self.backbone, self.task_weights(task), (x, normalise), strict=False)
+
+        def gate_skip(i, y):
+            return y * self.skip_scales[str(i)][task][None, :, None, None]
+        return functional_call(self.backbone, self.task_weights(task),
+                               (x, normalise, gate_skip if len(self.skip_scales) else None), strict=False)
 
     def forward(self, x, c):
         check_images(x, self)

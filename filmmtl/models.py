@@ -123,8 +123,9 @@ class Backbone(nn.Module):
     - ``output_scale="std"`` multiplies the correction by each input channel's standard deviation,
       ``x + std(x) * f(x)``: the network becomes equivariant to changes of contrast a and colour offset b
       (``model(a x + b) = a model(x) + b``), so a correction learned at one contrast fits another.
-    - ``forward(..., skip_film)``: the FiLM network may modulate each skipped feature map once more with
-      its own task-made (gamma, beta) before it is added (``skip_gate``, see ``FiLMNet``).
+    - ``forward(..., gate_skip)``: a conditioned network may scale each skipped feature map by the task
+      before it is added, ``gate_skip(i, y)`` (``skip_gate``: FiLM's own site in ``FiLMNet``, a channel
+      attention in SGN, a per-task scale in Piggyback).
     - ``output_gate`` (the one departure with parameters: 4 more output channels of the last
       convolution, 10,372 at width 1.0) blends, per pixel, that relative output with an absolute one:
       ``a * (x + s * r) + (1 - a) * d`` with ``a = sigmoid(z)`` and ``(r, d, z)`` the last convolution's
@@ -167,7 +168,7 @@ class Backbone(nn.Module):
     def layer(self, i, h, normalise):
         return normalise(i, self.convs[i](h), self.norms[i])
 
-    def forward(self, x, normalise, skip_film=None):
+    def forward(self, x, normalise, gate_skip=None):
         h, w = x.shape[2:]
         # Two stride-2 convolutions: pad to a multiple of 4 so any size >= 16 comes back unchanged.
         pad_h, pad_w = -h % 4, -w % 4
@@ -176,10 +177,7 @@ class Backbone(nn.Module):
         for i in range(3):
             y = F.relu(self.layer(i, y, normalise))
             if i in self.feature_skips:
-                skipped[SKIP_TARGETS[i]] = y
-                if skip_film and i in skip_film:  # the skip's own FiLM site (FiLMNet's skip_gate)
-                    gamma, beta = skip_film[i]
-                    skipped[SKIP_TARGETS[i]] = y * gamma[:, :, None, None] + beta[:, :, None, None]
+                skipped[SKIP_TARGETS[i]] = gate_skip(i, y) if gate_skip else y
         for i in range(3, 13, 2):
             y = y + self.layer(i + 1, F.relu(self.layer(i, y, normalise)), normalise)
         for i in (13, 14):
@@ -334,8 +332,10 @@ class FiLMNet(nn.Module):
                 return norm(h)
             return film_norm(h, *self._slice(i, gamma, beta), norm.eps)
 
-        skip_film = {layer: self._slice(site, gamma, beta) for site, layer in self.skip_sites.items()}
-        return self.backbone(x, normalise, skip_film)
+        def gate_skip(layer, y):  # the skip's own FiLM site
+            g, b = self._slice(f"skip{layer}", gamma, beta)
+            return y * g[:, :, None, None] + b[:, :, None, None]
+        return self.backbone(x, normalise, gate_skip if self.skip_sites else None)
 
 
 def _builders():
@@ -353,14 +353,18 @@ def _builders():
 
 
 MODEL_NAMES = ("proposed", "encin", "sgn", "sgn_bias", "piggyback", "single", "sharedenc", "johnson")
+# Networks with a task input that can gate a skip. Single, SharedEnc and Johnson give each task a network
+# of its own, whose skip is already the task's.
+SKIP_GATED_MODELS = ("proposed", "encin", "sgn", "sgn_bias", "piggyback")
 
 
 def build(name, n_tasks=6, width=1.0, **options):
     """Build a model by name: ``build("proposed")`` is the paper's network at the paper's size.
 
     Names: proposed, encin (FiLM networks: ``generator_layers``, ``generator_hidden``,
-    ``generator_init_std``, ``skip_gate`` options), johnson, and the baselines of ``filmmtl.baselines``:
-    sgn, sgn_bias, piggyback, single, sharedenc. Every model takes the backbone's design options ``input_skip``,
+    ``generator_init_std`` options), johnson, and the baselines of ``filmmtl.baselines``:
+    sgn, sgn_bias, piggyback, single, sharedenc. ``skip_gate`` (needs ``feature_skips``) gates the skips by
+    the task in every network that has a task input: proposed, encin, sgn, sgn_bias, piggyback. Every model takes the backbone's design options ``input_skip``,
     ``feature_skips``, ``output_scale`` and ``output_gate`` (see ``Backbone``); all of them at their defaults here.
     """
     builders = _builders()

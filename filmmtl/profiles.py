@@ -76,6 +76,15 @@ FAVOUR_L2_TWICE = dict(completion=6.0, restoration=6.0, segmentation=3.0)
 # train as many steps as a six-task network, all on their task.
 COMPARED = "comparison"
 COMPARISON = dict(steps=COMPARED, task_weights=FAVOUR_L2)
+# The same comparison under experiment 1's design and recipe ("one story", recipes named NAME_design):
+# each network draws every task as often as the experiment-1 network does (``steps="as_proposed"``), with its
+# loss (no adversarial term, the hole weighted 6x, the styles' content 16x), its noisy reconstruction
+# samples, its sampling weights and its feature skip from encoder layer 0, gated by the task through each
+# network's own conditioning where it has a task input (``skip_gate``; Single and SharedEnc own a network
+# per task, and Piggyback's bases one task each, so their skips are ungated).
+AS_PROPOSED = "as_proposed"
+DESIGN_RECIPE = dict(feature_skips=[0], adversarial_weight=0.0, hole_weight=6.0, content_scale=16.0,
+                     identity_noise=0.5, task_weights=FAVOUR_L2_TWICE, steps=AS_PROPOSED)
 RECIPES = {
     # Experiment 1's network: the paper's loss without the adversarial term of completion and segmentation
     # (docs/decisions_and_history.md: at 8,000 steps it cost every task's score); the compared networks keep it. And a
@@ -103,6 +112,23 @@ RECIPES = {
     "piggyback2": dict(model="piggyback", base_checkpoint="base_segmentation", **COMPARISON),
 }
 
+def _design(name, **extra):
+    return {**RECIPES[name], **DESIGN_RECIPE, **extra}
+
+
+GATED = dict(skip_gate=True)
+RECIPES.update({
+    "method1_design": _design("method1", **GATED), "method2_design": _design("method2", **GATED),
+    "encin_design": _design("encin", **GATED), "sgn_design": _design("sgn", **GATED),
+    "sgn_bias_design": _design("sgn_bias", **GATED), "single_design": _design("single"),
+    "sharedenc_design": _design("sharedenc"),
+    # One task each (reconstruction is never drawn, so no noisy reconstruction samples).
+    "base_completion_design": _design("base_completion", task_weights=ONLY("completion"), identity_noise=0.0),
+    "base_segmentation_design": _design("base_segmentation", task_weights=ONLY("segmentation"), identity_noise=0.0),
+    "piggyback1_design": _design("piggyback1", base_checkpoint="base_completion_design", **GATED),
+    "piggyback2_design": _design("piggyback2", base_checkpoint="base_segmentation_design", **GATED),
+})
+
 
 def training_jobs(config):
     """The jobs a run draws from: its tasks, plus its mixes under methods 2 and 3 (method 1 mixes only at
@@ -123,14 +149,26 @@ def comparison_steps(config):
     return max(1, round(config["comparison_draws"] * sum(FAVOUR_L2.get(job, 1.0) for job in training_jobs(config))))
 
 
+def steps_as_proposed(config):
+    """Steps that draw each task as often as the experiment-1 network (recipe ``proposed``) does in
+    ``config["steps"]``: the same steps with the three mixes, 18/21 of them without."""
+    def weight(jobs):
+        return sum(FAVOUR_L2_TWICE.get(job, 1.0) for job in jobs)
+    proposed = {**config, **RECIPES["proposed"]}
+    return max(1, round(config["steps"] * weight(training_jobs(config)) / weight(training_jobs(proposed))))
+
+
 def recipe_overrides(recipe, config):
-    """A recipe's overrides for a resolved config (``steps="comparison"`` -> ``comparison_steps``)."""
+    """A recipe's overrides for a resolved config (``steps="comparison"`` -> ``comparison_steps``,
+    ``steps="as_proposed"`` -> ``steps_as_proposed``)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
     overrides = dict(RECIPES[recipe])
+    jobs = {k: overrides.get(k, config[k]) for k in ("tasks", "mixes", "method")}
     if overrides.get("steps") == COMPARED:
-        jobs = {k: overrides.get(k, config[k]) for k in ("tasks", "mixes", "method")}
         overrides["steps"] = comparison_steps({**jobs, "comparison_draws": config["comparison_draws"]})
+    elif overrides.get("steps") == AS_PROPOSED:
+        overrides["steps"] = steps_as_proposed({**jobs, "steps": config["steps"]})
     return overrides
 
 
@@ -225,16 +263,17 @@ def _checks():
 def validate_config(config):
     """Check every field (type, range, finite) before any work starts; the error names the field and what
     it accepts. Returns the config."""
+    from filmmtl.models import SKIP_GATED_MODELS
     for key, (check, accepted) in _checks().items():
         if not check(config.get(key)):
             raise ValueError(f"config field {key!r} must be {accepted}; got {config.get(key)!r}")
     if config["balance"] == "grad_norm" and config["mixed_batch"]:
         raise ValueError("balance='grad_norm' scales each step's gradient by its job's, so it needs one job per "
                          "step: set mixed_batch=False, or balance='none'")
-    if config["skip_gate"] and (config["model"] not in ("proposed", "encin") or not config["feature_skips"]):
-        raise ValueError("skip_gate=True gives each feature skip a FiLM site: it needs a FiLM network (model "
-                         f"'proposed' or 'encin', got {config['model']!r}) and feature_skips such as [0] (got "
-                         f"{config['feature_skips']!r})")
+    if config["skip_gate"] and (config["model"] not in SKIP_GATED_MODELS or not config["feature_skips"]):
+        raise ValueError("skip_gate=True lets the task gate each feature skip: it needs a network with a task "
+                         f"input (model one of {list(SKIP_GATED_MODELS)}, got {config['model']!r}; a network per "
+                         f"task owns its skip already) and feature_skips such as [0] (got {config['feature_skips']!r})")
     if config["identity_noise"] and "reconstruction" not in config["tasks"]:
         raise ValueError("identity_noise makes some reconstruction samples noisy: it needs 'reconstruction' in "
                          f"tasks (got {config['tasks']!r}); set identity_noise=0")

@@ -19,7 +19,7 @@ from filmmtl.checkpoints import FORMAT_VERSION, read_checkpoint, saved_bytes, up
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.files import atomic_write, check_writable
-from filmmtl.models import build, count_parameters
+from filmmtl.models import SKIP_GATED_MODELS, build, count_parameters
 from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
@@ -83,7 +83,14 @@ class Trainer:
             if not cfg["base_checkpoint"]:
                 raise ValueError("piggyback needs base_checkpoint: a plain 'johnson' network trained on one "
                                  "task (the paper: completion for Piggyback1, segmentation for Piggyback2)")
-            self.model.load_base(read_checkpoint(cfg["base_checkpoint"])["model"])
+            base = read_checkpoint(cfg["base_checkpoint"])
+            design = ("width", "input_skip", "feature_skips", "output_scale", "output_gate")
+            differ = {k: (upgrade_config(base["config"])[k], cfg[k]) for k in design
+                      if upgrade_config(base["config"])[k] != cfg[k]}
+            if differ:
+                raise ValueError(f"piggyback's base {cfg['base_checkpoint']} was built with another backbone "
+                                 f"(base, piggyback): {differ}; train the base with the same design")
+            self.model.load_base(base["model"])
         self.discriminators = torch.nn.ModuleDict({
             k: losses.PatchDiscriminator(width=cfg["width"]) for k in self.space
             if "adversarial" in TASKS[k].losses and cfg["adversarial_weight"] > 0}).to(self.device)
@@ -396,9 +403,10 @@ def differ(saved, wanted, fields, path, why):
 
 def model_from_config(cfg):
     cfg = upgrade_config(cfg)
-    options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"],
-                "skip_gate": cfg["skip_gate"]}
+    options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"]}
                if cfg["model"] in ("proposed", "encin") else {})
+    if cfg["model"] in SKIP_GATED_MODELS:
+        options["skip_gate"] = cfg["skip_gate"]
     return build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], input_skip=cfg["input_skip"],
                  feature_skips=tuple(cfg["feature_skips"]), output_scale=cfg["output_scale"],
                  output_gate=cfg["output_gate"], **options)

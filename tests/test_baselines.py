@@ -98,3 +98,37 @@ def test_the_literal_design_switches_back_to_the_papers_exact_sizes(name):
     default = model_from_config(make_config("paper", model=name))
     gates = {"single": 6, "sharedenc": 6}.get(name, 1) * 10_372 * make_config("paper")["output_gate"]
     assert count_parameters(default) == PAPER_SIZES[name] + gates
+
+
+@pytest.mark.parametrize("name", ["sgn", "sgn_bias", "piggyback"])
+def test_each_baseline_gates_its_skip_per_task_through_its_own_conditioning(name):
+    """The design's gated skip in a baseline: what one task's gate does leaves every other task's output
+    unchanged. SGN's gate (an attention module of its own) starts nearly shut, as FiLM's does; Piggyback's
+    (a per-task scale) starts open, where its base left it."""
+    torch.manual_seed(0)
+    model = build(name, width=0.25, feature_skips=(0,), skip_gate=True)
+    ungated = build(name, width=0.25, feature_skips=(0,))
+    shut = build(name, width=0.25)
+    for other in (ungated, shut):
+        other.load_state_dict(model.state_dict(), strict=False)
+    x, tasks = torch.rand(6, 3, 24, 24), torch.eye(6)
+    with torch.no_grad():
+        before = model(x, tasks)
+        start_like = ungated if name == "piggyback" else shut
+        assert (before - start_like(x, tasks)).abs().max() < 0.02
+        if name == "piggyback":
+            model.skip_scales["0"][2] = 3.0
+        else:  # as after training: the gate reads the task and the features
+            model.skip_attention["0"].excite.weight.normal_()
+            before = model(x, tasks)
+            model.skip_attention["0"].embed.weight[:, 2] += 5.0
+        after = model(x, tasks)
+    assert (after[2] - before[2]).abs().mean() > 1e-3
+    assert torch.equal(after[[0, 1, 3, 4, 5]], before[[0, 1, 3, 4, 5]])
+
+
+@pytest.mark.parametrize("name", ["single", "sharedenc", "johnson"])
+def test_a_network_per_task_refuses_a_skip_gate_saying_why(name):
+    from filmmtl.profiles import make_config
+    with pytest.raises(ValueError, match="a network per task owns its skip already"):
+        make_config("smoke", model=name, feature_skips=[0], skip_gate=True)

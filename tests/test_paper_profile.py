@@ -24,14 +24,17 @@ def paper_trainer(recipe, base=None, **overrides):
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """Piggyback's frozen base, at the paper's shape."""
-    return paper_trainer("base_completion").fit().save(tmp_path_factory.mktemp("paper") / "base.pt")
+def bases(tmp_path_factory):
+    """Piggyback's frozen bases (the paper's recipe's and the design's), at the paper's shape."""
+    folder = tmp_path_factory.mktemp("paper")
+    return {name: paper_trainer(name).fit().save(folder / f"{name}.pt")
+            for name in ("base_completion", "base_completion_design")}
 
 
-@pytest.mark.parametrize("recipe", sorted(set(RECIPES) - {"base_completion"}))
-def test_every_recipe_trains_and_evaluates_at_the_papers_shape(recipe, base):
-    trainer = paper_trainer(recipe, base if RECIPES[recipe].get("base_checkpoint") else None)
+@pytest.mark.parametrize("recipe", sorted(set(RECIPES) - {"base_completion", "base_completion_design"}))
+def test_every_recipe_trains_and_evaluates_at_the_papers_shape(recipe, bases):
+    base = RECIPES[recipe].get("base_checkpoint")
+    trainer = paper_trainer(recipe, bases[base.replace("segmentation", "completion")] if base else None)
     assert trainer.config["size"] == 128 and trainer.config["width"] == 1.0
     trainer.fit()
     assert trainer.step_count == 2 and all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -140,7 +140,7 @@ def test_non_positive_steps_are_refused_before_any_work(tmp_path, value):
     ("task_weights", "{'restoration': -1}", "finite numbers >= 0"),
     ("feature_skips", "[5]", "'feature_skips' must be a list of distinct encoder layers"),
     ("amp", "'yes'", "'amp' must be one of 'auto', True, False"),
-    ("skip_gate", "True", "skip_gate=True gives each feature skip a FiLM site: it needs"),
+    ("skip_gate", "True", "skip_gate=True lets the task gate each feature skip: it needs"),
 ])
 def test_every_config_field_is_validated_naming_it(tmp_path, field, value, match):
     with pytest.raises(SystemExit, match=match):
