@@ -1,9 +1,11 @@
-"""Where notebook 04's time goes: one compared network scored as notebook 04 scores it (every task and mix,
-3 degradation seeds for the intervals, FID on the styles), under cProfile, summed by stage.
+"""Where notebook 04's time goes: compared networks scored one after another in one process, as notebook 04
+scores them (every task and mix, 3 degradation seeds for the intervals, FID on the styles), under
+cProfile, summed by stage. The input's own scores are shared between networks (``evaluate.input_scores``),
+so the first network costs more than the next ones: the table shows each.
 
-Run: `python bench/evaluate_profile.py [--recipe proposed_compared] [--n 200] [--fid 64]`. Prints seconds
-per stage and their share of the whole; a stage is every call below one function named in STAGES (the
-stages do not call each other, so none is counted twice; the rest is bookkeeping and metrics not named).
+Run: `python bench/evaluate_profile.py [--recipes proposed_compared single] [--n 200] [--fid 64]`. Prints
+seconds per stage and their share of the whole; a stage is every call below one function named in STAGES
+(the stages do not call each other, so none is counted twice; the rest is bookkeeping and metrics not named).
 """
 import argparse
 import cProfile
@@ -13,7 +15,7 @@ import time
 import torch
 
 from filmmtl.evaluate import evaluate
-from filmmtl.intervals import SEEDS, metric_intervals, seeded_values
+from filmmtl.intervals import SEEDS
 from filmmtl.session import Session
 from filmmtl.tasks import TaskSpace
 
@@ -35,37 +37,40 @@ def stage_seconds(stats):
     return sorted(totals.items(), key=lambda item: -item[1])
 
 
+def profile_network(session, recipe, n, fid):
+    """(seconds loading, seconds scoring, stage table) of one network."""
+    start = time.perf_counter()
+    model, config, provenance, _ = session.network(recipe)
+    loading = time.perf_counter() - start
+    space, test = TaskSpace(config["tasks"]), session.test_set(n)
+    jobs = list(space) + (list(config["mixes"]) if getattr(model, "can_mix", True) else [])
+    perceptual = session.perceptual(provenance["feature_net"])
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    evaluate(model, space, test, jobs, perceptual, fid=fid, device=session.device, seeds=SEEDS)
+    profiler.disable()
+    return loading, time.perf_counter() - start, stage_seconds(pstats.Stats(profiler))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--recipe", default="proposed_compared")
+    parser.add_argument("--recipes", nargs="+", default=["proposed_compared", "single"])
     parser.add_argument("--n", type=int, default=200, help="test images (notebook 04: 200)")
     parser.add_argument("--fid", type=int, default=64, help="FID sample count (notebook 04: 64)")
     args = parser.parse_args()
     session = Session(profile="course")
     start = time.perf_counter()
-    model, config, provenance, _ = session.network(args.recipe)
-    loading = time.perf_counter() - start
-    space, test = TaskSpace(config["tasks"]), session.test_set(args.n)
-    jobs = list(space) + list(config["mixes"])
-    start = time.perf_counter()
-    perceptual = session.perceptual(provenance["feature_net"])
-    building = time.perf_counter() - start
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
-    with torch.no_grad():
-        evaluate(model, space, test, jobs, perceptual, fid=args.fid, device=session.device)
-        metric_intervals(seeded_values(model, space, test, jobs, perceptual, SEEDS)[0])
-    profiler.disable()
-    scoring = time.perf_counter() - start
-    print(f"{args.recipe}, {len(test)} test images, {len(jobs)} jobs, {SEEDS} seeds, FID on {args.fid}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'stage':40s} {'seconds':>8s} {'share':>6s}")
-    print(f"{'loading the network':40s} {loading:8.1f}")
-    print(f"{'building the perceptual network':40s} {building:8.1f}")
-    for label, seconds in stage_seconds(pstats.Stats(profiler)):
-        print(f"{label:40s} {seconds:8.1f} {seconds / scoring:6.0%}")
-    print(f"{'scoring in all (evaluate + intervals)':40s} {scoring:8.1f} {1:6.0%}")
+    session.perceptual("vgg19-imagenet")
+    print(f"building the perceptual network: {time.perf_counter() - start:.1f} s; {args.n} test images, "
+          f"{SEEDS} seeds, FID on {args.fid}, {torch.get_num_threads()} threads")
+    for recipe in args.recipes:
+        loading, scoring, stages = profile_network(session, recipe, args.n, args.fid)
+        print(f"\n{recipe}: loading {loading:.1f} s")
+        print(f"{'stage':40s} {'seconds':>8s} {'share':>6s}")
+        for label, seconds in stages:
+            print(f"{label:40s} {seconds:8.1f} {seconds / scoring:6.0%}")
+        print(f"{'scoring in all (evaluate with intervals)':40s} {scoring:8.1f} {1:6.0%}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import math
+import weakref
 from pathlib import Path
 
 import torch
@@ -82,11 +83,7 @@ def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fi
         if isinstance(stored, dict) and set(jobs) <= set(stored) and (not seeds or "intervals" in stored):
             return stored, True
         # a damaged or foreign cache file is scored again and replaced
-    scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist)
-    if seeds:
-        from filmmtl.intervals import metric_intervals, seeded_values
-        values = seeded_values(model, space, test_set, jobs, perceptual, seeds, stylist=stylist)[0]
-        scores["intervals"] = metric_intervals(values)
+    scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist, seeds=seeds)
     text = json.dumps(scores)
     atomic_write(path, text)
     return json.loads(text), False  # the same values a later read of the cache gives
@@ -117,6 +114,23 @@ def score_images(metrics_wanted, output, target, masks, region, perceptual, styl
     return out
 
 
+_INPUT_SCORES = weakref.WeakKeyDictionary()  # perceptual network -> {content checksum: the input's scores}
+_NO_PERCEPTUAL = type("NoPerceptual", (), {})()
+
+
+def input_scores(wanted, inputs, target, masks, region, perceptual, style, content):
+    """``score_images`` of the degraded input itself ("input_*"): it does not depend on the network, so
+    every network scored on the same images, degradations and perceptual network shares one computation."""
+    key = "|".join([checksum(*(t for t in (inputs, target, masks, region, content) if t is not None)),
+                    ",".join(sorted(wanted)), str(style), str(target is None), str(region is None)])
+    memo = _INPUT_SCORES.setdefault(perceptual if perceptual is not None else _NO_PERCEPTUAL, {})
+    if key not in memo:
+        if len(memo) > 256:  # bounded: a long session scoring many test sets
+            memo.clear()
+        memo[key] = score_images(wanted, inputs, target, masks, region, perceptual, style, "input_", content)
+    return memo[key]
+
+
 @torch.no_grad()
 def job_values(model, space, job, images, masks, perceptual=None, batch_size=32, stylist=None, seed=EVAL_SEED):
     """(output, per-image metric values of ``job``): {name: (B,) tensor, or (intersections, unions) for IoU}.
@@ -140,10 +154,18 @@ def job_values(model, space, job, images, masks, perceptual=None, batch_size=32,
         if style:  # a stylised mix has no fixed target image: PSNR/SSIM only against segmentation
             target = None
     values.update(score_images(wanted, output, target, masks, region, perceptual, style, content=images))
-    values.update(score_images(wanted, inputs, target, masks, region, perceptual, style, "input_", images))
+    values.update(input_scores(wanted, inputs, target, masks, region, perceptual, style, images))
     if job in MIXES and "segmentation" in parts:
         values["iou"] = metrics.iou_counts(output, masks)
     return output, values
+
+
+def seed_runs(model, space, job, images, masks, perceptual=None, seeds=1, batch_size=32, stylist=None):
+    """``job_values`` at degradation seeds EVAL_SEED, EVAL_SEED + 1, ...: [(output, values)]. A job whose
+    inputs no seed changes (reconstruction, segmentation, the styles) is scored once."""
+    drawn = not torch.equal(job_inputs(job, images[:4], EVAL_SEED)[0], job_inputs(job, images[:4], EVAL_SEED + 1)[0])
+    return [job_values(model, space, job, images, masks, perceptual, batch_size, stylist, EVAL_SEED + k)
+            for k in range(seeds if drawn else 1)]
 
 
 def check_jobs(space, jobs):
@@ -155,10 +177,12 @@ def check_jobs(space, jobs):
 
 @torch.no_grad()
 def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu",
-             stylist=None):
+             stylist=None, seeds=0):
     """{job: {metric: value}} over the first ``n`` images of a split (validation while choosing, test to
     report) for each task or mix in ``jobs``; ``fid`` > 0 adds FID on the first ``fid`` outputs of style
-    tasks and mixes (Inception is slow on a CPU).
+    tasks and mixes (Inception is slow on a CPU). ``seeds`` > 0 adds each metric's 95% interval over
+    that many degradation seeds under "intervals" (``intervals.metric_intervals``); the first seed's
+    scores are the ones reported.
 
     A stylised mix's teacher (``teacher_l2``) is made with the network's own style output, as method 3
     trains it, unless ``stylist`` = (network, its TaskSpace) gives one common style network, so that
@@ -168,9 +192,11 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
     images, masks = test_set.batch(torch.arange(n))
-    results = {}
+    results, seeded = {}, {}
     for job in jobs:
-        output, values = job_values(model, space, job, images, masks, perceptual, batch_size, stylist)
+        runs = seed_runs(model, space, job, images, masks, perceptual, max(seeds, 1), batch_size, stylist)
+        output, values = runs[0]
+        seeded[job] = [v for _, v in runs]
         scores = metrics.summarise({k: [v] for k, v in values.items()})
         style = next((TASKS[p].style for p in job.split("+") if TASKS[p].style), None)
         if fid and style:
@@ -179,6 +205,9 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
             except metrics.FIDUnavailable:  # reported as such, never a number from random weights
                 scores["fid"] = "unavailable"
         results[job] = scores
+    if seeds:
+        from filmmtl.intervals import average_seeds, metric_intervals
+        results["intervals"] = metric_intervals({job: average_seeds(runs) for job, runs in seeded.items()})
     model.train(was_training)
     return results
 

@@ -9,7 +9,7 @@ A bar then "holds" when the whole interval is on its side, "misses" when the who
 import torch
 
 from filmmtl import metrics
-from filmmtl.evaluate import EVAL_SEED, QUALITY_BARS, check_jobs, job_inputs, job_values
+from filmmtl.evaluate import QUALITY_BARS, check_jobs, seed_runs
 
 SEEDS = 3
 N_BOOT = 1000
@@ -20,6 +20,11 @@ def _mean(parts):
     if isinstance(parts[0], tuple):  # IoU: (intersections, unions) per image
         return tuple(torch.stack(p).mean(0) for p in zip(*parts))
     return torch.stack(parts).mean(0)
+
+
+def average_seeds(runs):
+    """Per-image values averaged over seeds: [{metric: values at seed k}] -> {metric: mean values}."""
+    return {name: _mean([r[name] for r in runs]) for name in runs[0]}
 
 
 def _take(values, index):
@@ -35,12 +40,9 @@ def seeded_values(model, space, data, jobs, perceptual=None, seeds=SEEDS, n=None
     images, masks = data.batch(torch.arange(min(n or len(data), len(data))))
     values, per_seed = {}, {}
     for job in jobs:
-        # a job whose inputs no seed changes (reconstruction, segmentation, the styles) is scored once
-        drawn = not torch.equal(job_inputs(job, images[:4], EVAL_SEED)[0], job_inputs(job, images[:4], EVAL_SEED + 1)[0])
-        runs = [job_values(model, space, job, images, masks, perceptual, batch_size, stylist, EVAL_SEED + k)[1]
-                for k in range(seeds if drawn else 1)]
+        runs = [v for _, v in seed_runs(model, space, job, images, masks, perceptual, seeds, batch_size, stylist)]
         per_seed[job] = [metrics.summarise({k: [v] for k, v in r.items()}) for r in runs]
-        values[job] = {name: _mean([r[name] for r in runs]) for name in runs[0]}
+        values[job] = average_seeds(runs)
     return values, per_seed
 
 

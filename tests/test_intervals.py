@@ -115,3 +115,22 @@ def test_table2_cells_carry_intervals_from_the_cached_evaluation(tmp_path):
     row = next(r for r in rows if r["row"].endswith("restoration") and r["metric"] == "PSNR")
     assert row["Proposed"] == value and row["Proposed (95%)"] == [low, high]
     assert f"[{low:.4g}, {high:.4g}]" in write_table2(rows, tmp_path, {"profile": "smoke"})
+
+
+def test_one_scoring_pass_gives_the_separate_passes_numbers():
+    """evaluate(seeds=k) shares its first seed with the intervals and the input's scores with every network
+    scored before it: the numbers are those of separate passes, bit for bit."""
+    from filmmtl.evaluate import _INPUT_SCORES
+    test = data.embedded_scenes("test", 32, n=6, cache=False)
+    jobs = ["reconstruction", "completion", "restoration"]
+    space = TaskSpace()
+    first, second = (build("proposed", width=0.25, generator_init_std=s).eval() for s in (0.01, 0.3))
+    _INPUT_SCORES.clear()
+    evaluate(first, space, test, jobs, seeds=2)  # fills the shared input scores
+    shared = evaluate(second, space, test, jobs, seeds=2)
+    _INPUT_SCORES.clear()
+    alone = evaluate(second, space, test, jobs)
+    values = intervals.seeded_values(second, space, test, jobs, seeds=2)[0]
+    assert {j: shared[j] for j in jobs} == alone
+    assert shared["intervals"] == intervals.metric_intervals(values)
+    assert shared["completion"]["psnr"] != evaluate(first, space, test, jobs)["completion"]["psnr"]
