@@ -9,8 +9,10 @@ seconds per stage and their share of the whole; a stage is every call below one 
 """
 import argparse
 import cProfile
+import json
 import pstats
 import time
+from pathlib import Path
 
 import torch
 
@@ -48,9 +50,9 @@ def profile_network(session, recipe, n, fid):
     profiler = cProfile.Profile()
     start = time.perf_counter()
     profiler.enable()
-    evaluate(model, space, test, jobs, perceptual, fid=fid, device=session.device, seeds=SEEDS)
+    scores = evaluate(model, space, test, jobs, perceptual, fid=fid, device=session.device, seeds=SEEDS)
     profiler.disable()
-    return loading, time.perf_counter() - start, stage_seconds(pstats.Stats(profiler))
+    return loading, time.perf_counter() - start, stage_seconds(pstats.Stats(profiler)), scores
 
 
 def main():
@@ -58,19 +60,24 @@ def main():
     parser.add_argument("--recipes", nargs="+", default=["proposed_compared", "single"])
     parser.add_argument("--n", type=int, default=200, help="test images (notebook 04: 200)")
     parser.add_argument("--fid", type=int, default=64, help="FID sample count (notebook 04: 64)")
+    parser.add_argument("--save", help="write every network's scores to this JSON file, to compare two versions")
     args = parser.parse_args()
     session = Session(profile="course")
     start = time.perf_counter()
     session.perceptual("vgg19-imagenet")
     print(f"building the perceptual network: {time.perf_counter() - start:.1f} s; {args.n} test images, "
           f"{SEEDS} seeds, FID on {args.fid}, {torch.get_num_threads()} threads")
+    saved, total = {}, time.perf_counter()
     for recipe in args.recipes:
-        loading, scoring, stages = profile_network(session, recipe, args.n, args.fid)
+        loading, scoring, stages, saved[recipe] = profile_network(session, recipe, args.n, args.fid)
         print(f"\n{recipe}: loading {loading:.1f} s")
         print(f"{'stage':40s} {'seconds':>8s} {'share':>6s}")
         for label, seconds in stages:
             print(f"{label:40s} {seconds:8.1f} {seconds / scoring:6.0%}")
         print(f"{'scoring in all (evaluate with intervals)':40s} {scoring:8.1f} {1:6.0%}")
+    print(f"\nall networks: {time.perf_counter() - total:.1f} s")
+    if args.save:
+        Path(args.save).write_text(json.dumps(saved, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,16 @@ SHORTCUTS = {
                      "return colours.mean(dim=0)",  # the unconditional mean: the whole lesson missed
                      "grey = colours @ torch.tensor([0.299, 0.587, 0.114])\n"
                      "return colours[(grey >= low) & (grey <= high)].median(dim=0).values"],  # L1's answer
+    "01_exercise3": ["return features.flatten(2) @ features.flatten(2).transpose(1, 2)",  # not normalised
+                     "from filmmtl.losses import gram as library_gram\nreturn library_gram(features)",
+                     "f = features.flatten(2)\nreturn f.transpose(1, 2) @ f / f.shape[1]"],  # positions, not channels
+    "01_exercise4": ["pass",  # gamma trains
+                     "with torch.no_grad():\n"  # set to 1, then trained away
+                     "    model.generator.mlp[-1].weight[:model.generator.n_channels] = 0\n"
+                     "    model.generator.mlp[-1].bias[:model.generator.n_channels] = 1"],
     "02_exercise1": ["return 0.01, 20.0", "return sigma, 10 * math.log10(1 / sigma)"],
+    "02_exercise2": ['slowest_at_half = "segmentation"\nany_past_half = False',
+                     'slowest_at_half = "completion"\nany_past_half = True'],
     "03_exercise1": ["return (A + B) / 2", "return A"],
     "03_exercise2": ["with torch.no_grad():\n    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
                      "return W[:, a] + W[:, b]"],  # the bias forgotten
