@@ -35,17 +35,41 @@ def image_png(image, display_size):
     return png(np.asarray(Image.fromarray(array).resize((display_size, display_size), Image.NEAREST)))
 
 
-def film_png(gamma, beta, width=40):
-    """gamma (top, blue < 1 < red) and beta (bottom, blue < 0 < red) of every channel as a colour map."""
-    def tiles(values, centre, spread):
-        v = values.detach().flatten().cpu().numpy()
-        v = np.pad(v, (0, -len(v) % width)).reshape(-1, width)
-        t = np.clip((v - centre) / spread, -1, 1)
-        rgb = np.stack([1 + np.minimum(t, 0), 1 - np.abs(t), 1 - np.maximum(t, 0)], -1)
-        return (rgb * 255).astype(np.uint8)
-    gap = np.full((2, width, 3), 255, np.uint8)
-    grid = np.concatenate([tiles(gamma, 1.0, 1.0), gap, tiles(beta, 0.0, 1.0)])
-    return png(np.kron(grid, np.ones((5, 5, 1), np.uint8)))
+def _diverging(t):
+    """[-1, 1] -> RGB bytes: blue below 0, white at 0, red above."""
+    t = np.clip(t, -1, 1)
+    return (np.stack([1 + np.minimum(t, 0), 1 - np.abs(t), 1 - np.maximum(t, 0)], -1) * 255).astype(np.uint8)
+
+
+def film_png(sites, cell=4, row=12):
+    """Each FiLM site's gamma (left) and beta (right) as one labelled row, one cell per channel, coloured by
+    the distance from the site's identity (gamma - 1 and beta; a gated skip's gamma from 0, where it
+    starts shut): white there, red above, blue below, full colour at 1 away; a colour bar below.
+    ``sites``: {site: (gamma, beta)} for one task vector, as ``model.film_by_layer(c)`` gives them."""
+    from PIL import ImageDraw
+    label_width, gap = 52, 12
+    channels = max(g.shape[-1] for g, _ in sites.values())
+    panel = channels * cell
+    height = 14 + row * len(sites) + 34
+    canvas = Image.new("RGB", (label_width + 2 * panel + gap, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for x, title in ((label_width, "gamma - identity"), (label_width + panel + gap, "beta")):
+        draw.text((x, 1), title, fill="black")
+    for k, (site, (gamma, beta)) in enumerate(sites.items()):
+        y = 14 + k * row
+        draw.text((2, y), f"skip {site[4:]}" if isinstance(site, str) else f"layer {site}", fill="black")
+        shut = isinstance(site, str)  # a gated skip's identity is 0 (shut), every other site's gamma is 1
+        for x, values in ((label_width, gamma - (0.0 if shut else 1.0)), (label_width + panel + gap, beta)):
+            v = values.detach().flatten().float().cpu().numpy()
+            strip = np.kron(_diverging(v)[None], np.ones((row - 2, cell, 1), np.uint8))
+            canvas.paste(Image.fromarray(strip), (x, y))
+    bar = np.kron(_diverging(np.linspace(-1, 1, panel))[None], np.ones((8, 1, 1), np.uint8))
+    y = height - 30
+    canvas.paste(Image.fromarray(bar), (label_width, y))
+    for fraction, text in ((0.0, "-1"), (0.5, "0 = identity"), (1.0, "+1")):
+        draw.text((label_width + fraction * (panel - 1) - (fraction * 6 * len(text)), y + 10), text, fill="black")
+    draw.text((label_width + panel + gap, y), "one cell per channel; white: gamma 1,\nbeta 0 (a skip's gamma: 0, shut)", fill="black")
+    return png(np.asarray(canvas))
 
 
 def upload_to_tensor(upload_value, size):
@@ -169,10 +193,10 @@ class Explorer:
         self.input_view.value = image_png(image, self.display_size)
         self.output_view.value = image_png(output, self.display_size)
         self.timing.value = f"output in {1000 * self.seconds:.0f} ms"
-        if hasattr(self.model, "film"):
+        if hasattr(self.model, "film_by_layer"):
             with torch.no_grad():
-                gamma, beta = self.model.film(c)
-            self.film_view.value = film_png(gamma, beta)
+                sites = {site: (g[0], b[0]) for site, (g, b) in self.model.film_by_layer(c).items()}
+            self.film_view.value = film_png(sites)
 
     def widget(self):
         controls = widgets.VBox([self.image_choice, self.upload, self.upload_status, self.degradation, *self.sliders.values(),
@@ -182,7 +206,7 @@ class Explorer:
         views = widgets.VBox([widgets.HBox([titled("input (what the network receives)", self.input_view),
                                             titled("output", self.output_view)]),
                               self.timing,
-                              widgets.Label("FiLM gamma (top) and beta (bottom) of all channels"), self.film_view])
+                              widgets.Label("FiLM parameters of this task vector, one row per site"), self.film_view])
         return widgets.HBox([controls, views])
 
     def static_grid(self, image_index=0, strengths=(0.0, 0.25, 0.5, 0.75, 1.0), jobs=None):

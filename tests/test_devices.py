@@ -69,7 +69,7 @@ def test_helpers_and_explorer_take_device_tensors():
     images = torch.rand(3, 3, 32, 32)
     assert type(run(model, space.vector("restoration"), job_inputs("restoration", images)[0])) is torch.Tensor
     image_png(on_device(images[0]), 64)
-    film_png(*model.film(space.vector("style_gogh")))
+    film_png({site: (g[0], b[0]) for site, (g, b) in model.film_by_layer(space.vector("style_gogh")).items()})
     explorer = Explorer(model, space, images)
     explorer.sliders["style_gogh"].value = 1.0
     explorer.update()

@@ -180,3 +180,26 @@ def test_an_upload_that_is_not_an_image_is_named_in_the_widget(explorer):
     explorer.on_upload({"new": ({"name": "notes.txt", "content": memoryview(b"not a picture")},)})
     assert "notes.txt is not an image" in explorer.upload_status.value
     assert explorer.uploaded is None and explorer.input_view.value == before
+
+
+def test_film_view_centres_each_site_at_its_identity():
+    """White means the identity of each site (gamma 1, beta 0; a gated skip's gamma 0, shut), so an
+    untouched site reads white and a raised gamma red, whatever row it is in."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from filmmtl.explorer import film_png
+    identity = {0: (torch.ones(8), torch.zeros(8)), 1: (torch.ones(16), torch.zeros(16)),
+                "skip0": (torch.zeros(8), torch.zeros(8))}
+    raised = {**identity, 1: (torch.full((16,), 2.0), torch.zeros(16))}
+
+    def cells(sites):  # the two panels' pixels, without labels, titles and colour bar
+        image = np.asarray(Image.open(io.BytesIO(film_png(sites, cell=4, row=12))).convert("RGB")).astype(int)
+        return image[14:14 + 12 * len(sites), 52:]
+    plain, red = cells(identity), cells(raised)
+    assert (plain == 255).all()
+    row1 = red[12:22, :16 * 4]  # layer 1's gamma strip
+    assert (row1[..., 0] == 255).all() and (row1[..., 2] == 0).all()
+    assert (red[:12] == 255).all() and (red[24:] == 255).all()  # the other sites stay white
