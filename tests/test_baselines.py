@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from filmmtl.baselines import MASK_THRESHOLD, PiggybackNet
-from filmmtl.evaluate import COLUMNS, paper_table, table2, write_table2
+from filmmtl.tables import COLUMNS, paper_table, table2, write_table2
 from filmmtl.models import build, count_parameters
 from filmmtl.profiles import RECIPES
 
@@ -132,3 +132,18 @@ def test_a_network_per_task_refuses_a_skip_gate_saying_why(name):
     from filmmtl.profiles import make_config
     with pytest.raises(ValueError, match="a network per task owns its skip already"):
         make_config("smoke", model=name, feature_skips=[0], skip_gate=True)
+
+
+def test_the_design_table_has_the_same_columns_for_the_design_networks(tmp_path):
+    """One story: the design's Table 2 names the same paper columns, filled from the NAME_design networks
+    and notebook 02's Proposed, and is written beside the paper's-recipe table, not over it."""
+    from filmmtl.tables import DESIGN_COLUMNS
+    assert list(DESIGN_COLUMNS.values()) == list(COLUMNS.values())
+    assert all(r in RECIPES for r in DESIGN_COLUMNS) and "proposed" in DESIGN_COLUMNS
+    scores = {r: {"reconstruction": {"psnr": 30.0 + i}} for i, r in enumerate(DESIGN_COLUMNS)}
+    rows = table2(scores, {r: 1 for r in DESIGN_COLUMNS}, {}, DESIGN_COLUMNS)
+    psnr = next(r for r in rows if r["row"] == "task0_reconstruction" and r["metric"] == "PSNR")
+    assert [psnr[c] for c in COLUMNS.values()] == [30.0 + i for i in range(len(COLUMNS))]
+    write_table2(table2({}, {}, {}), tmp_path, {})
+    write_table2(rows, tmp_path, {}, DESIGN_COLUMNS, name="table2_design")
+    assert {p.name for p in tmp_path.iterdir()} == {"table2.csv", "table2.md", "table2_design.csv", "table2_design.md"}

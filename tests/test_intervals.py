@@ -101,7 +101,8 @@ def test_training_validates_on_the_validation_split_never_on_test():
 
 
 def test_table2_cells_carry_intervals_from_the_cached_evaluation(tmp_path):
-    from filmmtl.evaluate import evaluate_cached, table2, write_table2
+    from filmmtl.evaluate import evaluate_cached
+    from filmmtl.tables import table2, write_table2
     torch.manual_seed(0)
     model, space = build("proposed", width=0.25).eval(), TaskSpace()
     test = data.load_dataset("scenes", "test", 32, 5)
