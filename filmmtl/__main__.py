@@ -179,7 +179,8 @@ def demo(args):
     vectors = torch.stack([space.vector(key) for key in space])
     with torch.no_grad():
         outputs = model(images.expand(len(vectors), -1, -1, -1), vectors)
-    fig = plots.image_row(outputs, list(space), f"the paper's network, untrained ({count_parameters(model):,} parameters)")
+    title = f"the paper's network, untrained ({count_parameters(model):,} parameters)"
+    fig = plots.image_row(outputs, list(space), title)
     path = Path(args.out) / "demo.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80, bbox_inches="tight")

@@ -406,7 +406,8 @@ def read_image(source, name=None):
         image = Image.open(source)
         image = ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{name} is not an image this can read ({err.__class__.__name__}); give a PNG or JPEG") from None
+        raise ValueError(f"{name} is not an image this can read ({err.__class__.__name__}); "
+                         "give a PNG or JPEG") from None
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if values.max() > 255 else 255.0

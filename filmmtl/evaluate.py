@@ -139,7 +139,8 @@ def job_values(model, space, job, images, masks, perceptual=None, batch_size=32,
     inputs, region = job_inputs(job, images, seed)
     output = run(model, space.vector(job), inputs, batch_size)
     if not torch.isfinite(output).all():
-        raise ValueError(f"the network's output for {job} is not finite (NaN or inf) on {int((~torch.isfinite(output)).sum())} "
+        raise ValueError(f"the network's output for {job} is not finite (NaN or inf) on "
+                         f"{int((~torch.isfinite(output)).sum())} "
                          "values: its weights are damaged or its training diverged; nothing was scored. Check the "
                          "checkpoint (torch.isfinite on each weight) or train it again")
     styles = [TASKS[p].style for p in parts if TASKS[p].style]

@@ -2,7 +2,8 @@
 
 An exercise is a markdown question, a *solution* cell (nbgrader metadata ``solution: true``; the answer
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) and a locked *check* cell that asserts the
-answer (``grade: true`` with its ``points``). nbgrader's ``ClearSolutions`` replaces each answer by ``raise NotImplementedError()`` and
+answer (``grade: true`` with its ``points``). nbgrader's ``ClearSolutions`` replaces each answer by
+``raise NotImplementedError()`` and
 ``ClearOutput`` drops the outputs; the copies go to ``notebooks/exercises/``:
 
     python -m filmmtl exercises            # write the student copies

@@ -68,7 +68,8 @@ def film_png(sites, cell=4, row=12):
     canvas.paste(Image.fromarray(bar), (label_width, y))
     for fraction, text in ((0.0, "-1"), (0.5, "0 = identity"), (1.0, "+1")):
         draw.text((label_width + fraction * (panel - 1) - (fraction * 6 * len(text)), y + 10), text, fill="black")
-    draw.text((label_width + panel + gap, y), "one cell per channel; white: gamma 1,\nbeta 0 (a skip's gamma: 0, shut)", fill="black")
+    legend = "one cell per channel; white: gamma 1,\nbeta 0 (a skip's gamma: 0, shut)"
+    draw.text((label_width + panel + gap, y), legend, fill="black")
     return png(np.asarray(canvas))
 
 
@@ -199,8 +200,8 @@ class Explorer:
             self.film_view.value = film_png(sites)
 
     def widget(self):
-        controls = widgets.VBox([self.image_choice, self.upload, self.upload_status, self.degradation, *self.sliders.values(),
-                                 self.mix, self.mix_strength, self.reset_button])
+        controls = widgets.VBox([self.image_choice, self.upload, self.upload_status, self.degradation,
+                                 *self.sliders.values(), self.mix, self.mix_strength, self.reset_button])
         titled = lambda title, view: widgets.VBox([widgets.Label(title, layout=widgets.Layout(width=view.width + "px")),
                                                    view])
         views = widgets.VBox([widgets.HBox([titled("input (what the network receives)", self.input_view),

@@ -204,4 +204,4 @@ def style_reference(style, n, size, seed=0):
     _, h, w = painting.shape
     tops = torch.randint(0, h - size + 1, (n,), generator=g)
     lefts = torch.randint(0, w - size + 1, (n,), generator=g)
-    return torch.stack([painting[:, t:t + size, l:l + size] for t, l in zip(tops, lefts)])
+    return torch.stack([painting[:, top:top + size, left:left + size] for top, left in zip(tops, lefts)])

@@ -81,7 +81,8 @@ def check_task_vectors(c, n_tasks, batch):
         raise ValueError(f"got {c.shape[0]} task vectors for a batch of {batch} images")
     if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
         raise ValueError(f"task strengths must be finite and in [0, 1] (0 = off, 1 = the trained task), got "
-                         f"{c.tolist()}; to extrapolate, make FiLM parameters yourself: model(x, film=model.generator(c))")
+                         f"{c.tolist()}; to extrapolate, make FiLM parameters yourself: "
+                         "model(x, film=model.generator(c))")
     return c
 
 
@@ -364,7 +365,8 @@ def build(name, n_tasks=6, width=1.0, **options):
     Names: proposed, encin (FiLM networks: ``generator_layers``, ``generator_hidden``,
     ``generator_init_std`` options), johnson, and the baselines of ``filmmtl.baselines``:
     sgn, sgn_bias, piggyback, single, sharedenc. ``skip_gate`` (needs ``feature_skips``) gates the skips by
-    the task in every network that has a task input: proposed, encin, sgn, sgn_bias, piggyback. Every model takes the backbone's design options ``input_skip``,
+    the task in every network that has a task input: proposed, encin, sgn, sgn_bias, piggyback. Every model
+    takes the backbone's design options ``input_skip``,
     ``feature_skips``, ``output_scale`` and ``output_gate`` (see ``Backbone``); all of them at their defaults here.
     """
     builders = _builders()

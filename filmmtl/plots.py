@@ -207,7 +207,8 @@ def network_diagram(model, name=None):
         ax.annotate("", (end, 3.35), (start, 3.35),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.2", color="C2", lw=1))
         if source in gated:  # the skip's own FiLM site, made by the generator like the layers'
-            ax.text((start + end) / 2, 3.45, "feature skip with its own FiLM site:\ngamma * h + beta (gamma starts at 0)",
+            ax.text((start + end) / 2, 3.45,
+                    "feature skip with its own FiLM site:\ngamma * h + beta (gamma starts at 0)",
                     ha="center", va="bottom", fontsize=8, color="C3")
     if film_layers:
         ax.plot([centres[min(film_layers)], centres[max(film_layers)]], [0.35, 0.35], color="C3", lw=2)
@@ -219,7 +220,8 @@ def network_diagram(model, name=None):
     sites = len(film_layers) + len(gated)
     ax.set_title(f"{name or type(model).__name__}: {len(convs)} convolutions, {sites} FiLM sites (red)\n"
                  "box height = resolution; labels: kernel/stride, channels", fontsize=9)
-    ax.set_xlim(centres[0] - 2.6, centres[-1] + 1.9), ax.set_ylim(-0.9, 4.9 if backbone.feature_skips else 3.3), ax.axis("off")
+    ax.set_xlim(centres[0] - 2.6, centres[-1] + 1.9), ax.set_ylim(-0.9, 4.9 if backbone.feature_skips else 3.3)
+    ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -248,7 +250,8 @@ def validation_curves(history, stop=None):
         ax = axes.flat[k]
         key = (bar["job"], bar["bar"])
         for label, points in keyed.items():
-            ax.plot([step for step, bars in points if key in bars], [bars[key]["value"] for _, bars in points if key in bars],
+            ax.plot([step for step, bars in points if key in bars],
+                    [bars[key]["value"] for _, bars in points if key in bars],
                     "o-", ms=3, label=label)
         ax.axhline(bar["threshold"], ls="--", color="0.5", lw=1)
         if stop:

@@ -4,7 +4,8 @@
 - ``course``: 2 CPU cores: 64x64 images and a half-width network (a quarter of the paper's compute per
   pixel), 2,000 training scenes, 20,000 steps for a network trained from scratch (the shipped
   experiment-1 network: 50 minutes on 2 cores of an AMD EPYC in bf16, about 70 in fp32 on an AVX2-only
-  CPU at 0.21 s a step; the compared networks of experiments 2 and 3 set their own budget). The FiLM mechanism and every task are the paper's; only the scale is smaller.
+  CPU at 0.21 s a step; the compared networks of experiments 2 and 3 set their own budget). The FiLM
+  mechanism and every task are the paper's; only the scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
   the embedded scenes at the paper's split sizes (8,498 / 2,857).
 

@@ -24,7 +24,8 @@ from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
 # Fields that fix the architecture and task set: a checkpoint must agree on all of them.
-ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "skip_gate", "output_scale",
+ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "skip_gate",
+                "output_scale",
                 "output_gate", "mixes", "method")
 BALANCE_DECAY = 0.9  # EMA decay of each job's gradient norm (balance="grad_norm")
 
@@ -96,7 +97,8 @@ class Trainer:
             if "adversarial" in TASKS[k].losses and cfg["adversarial_weight"] > 0}).to(self.device)
         self.perceptual = None
         if any(TASKS[k].style for k in self.space):
-            self.perceptual = losses.PerceptualLoss(cfg["feature_net"], content_scale=cfg["content_scale"]).to(self.device)
+            self.perceptual = losses.PerceptualLoss(cfg["feature_net"], content_scale=cfg["content_scale"])
+            self.perceptual.to(self.device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self.d_optimiser = (torch.optim.Adam(self.discriminators.parameters(), lr=cfg["discriminator_lr"],
                                              betas=(0.5, 0.999)) if len(self.discriminators) else None)

@@ -112,9 +112,11 @@ def test_slider_in_jupyterlab_shows_the_networks_output(jupyterlab, tmp_path):
             page.locator("img.filmmtl-output").wait_for(timeout=300_000)
         except Exception:
             page.screenshot(path=str(shots / "explorer-timeout.png"))
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+            stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+            errors = page.locator(stderr).all_inner_texts()
             pytest.fail(f"no explorer image after 5 min; screenshot {shots / 'explorer-timeout.png'}; cell errors "
-                        f"{[e[-500:] for e in errors]}; server log: {(tmp_path / 'jupyterlab.log').read_text()[-1500:]}")
+                        f"{[e[-500:] for e in errors]}; "
+                        f"server log: {(tmp_path / 'jupyterlab.log').read_text()[-1500:]}")
         # The notebook's later cells (the seventh task trains for minutes) hold the kernel: a slider's change
         # waits for them, so move it once every cell has run.
         page.get_by_text(re.compile(r"ipykernel\) \| Idle")).wait_for(timeout=600_000)

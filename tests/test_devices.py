@@ -79,7 +79,8 @@ def test_helpers_and_explorer_take_device_tensors():
 
 def test_images_on_another_device_than_the_network_are_named():
     model = build("proposed", width=0.25).to("meta")
-    with pytest.raises(ValueError, match=r"images are on cpu but the network is on meta: move them with x.to\('meta'\)"):
+    message = r"images are on cpu but the network is on meta: move them with x.to\('meta'\)"
+    with pytest.raises(ValueError, match=message):
         model(torch.rand(1, 3, 32, 32), torch.zeros(6))
 
 

@@ -64,7 +64,8 @@ SHORTCUTS = {
                           "    super().__init__()\n    self.n_channels = n_channels\n"
                           "    self.linear = torch.nn.Linear(n_tasks, 2 * n_channels)\n"
                           "    with torch.no_grad():\n        self.linear.weight.normal_(0, init_std)\n"
-                          "        self.linear.bias.copy_(torch.cat([torch.ones(n_channels), torch.zeros(n_channels)]))\n\n"
+                          "        self.linear.bias.copy_(\n"
+                          "            torch.cat([torch.ones(n_channels), torch.zeros(n_channels)]))\n\n"
                           "def forward(self, c):\n    out = self.linear(c)\n"
                           "    return out[:, self.n_channels:], out[:, :self.n_channels]"],
     "01_exercise1": ["return torch.nn.functional.instance_norm(h, eps=eps)",
@@ -86,7 +87,8 @@ SHORTCUTS = {
     "02_exercise2": ['slowest_at_half = "segmentation"\nany_past_half = False',
                      'slowest_at_half = "completion"\nany_past_half = True'],
     "03_exercise1": ["return (A + B) / 2", "return A"],
-    "03_exercise2": ["with torch.no_grad():\n    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
+    "03_exercise2": ["with torch.no_grad():\n"
+                     "    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
                      "return W[:, a] + W[:, b]"],  # the bias forgotten
     "04_exercise1": ["return 3200, 1679235", "return 1600, 1679235"],
     "05_exercise1": ["return model.film(a)",

@@ -145,7 +145,8 @@ def test_readme_sentences_are_the_committed_notebook_02_run():
     printed, readme = "\n".join(texts(nb)), " ".join((ROOT / "README.md").read_text().split())
     slider = re.search(r"moves its output by ([\d.]+) x the noise's energy", printed).group(1)
     assert f"the restoration slider reaches {slider} of the noise's energy" in readme
-    ssim = re.search(r"Completion's SSIM over the whole image is ([\d.]+) against the unfilled input's ([\d.]+)", printed)
+    ssim = re.search(r"Completion's SSIM over the whole image is ([\d.]+) against the unfilled input's ([\d.]+)",
+                     printed)
     assert f"Completion's SSIM over the whole image ({ssim[1]}) is *below* the unfilled input's ({ssim[2]})" in readme \
         if float(ssim[1]) < float(ssim[2]) else f"Completion's SSIM over the whole image ({ssim[1]}) is above" in readme
     row = lambda name: [float(v) for v in re.search(rf"^{name}\s+([\d.\s]+)$", printed, re.M).group(1).split()]

@@ -56,3 +56,12 @@ def test_make_refuses_a_full_disk_before_creating_the_venv(tmp_path):
     assert done.returncode != 0
     assert "needs about 999999999 MB free" in done.stderr and "Free some space" in done.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+def test_the_code_passes_its_linter():
+    """ruff with the project's configuration (pyproject.toml): pycodestyle and pyflakes, 120 characters."""
+    import subprocess
+    import sys
+    found = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
+                           text=True)
+    assert found.returncode == 0, found.stdout[-3000:]

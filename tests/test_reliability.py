@@ -90,7 +90,8 @@ def test_export_without_sidecar_names_the_fix(trained, tmp_path):
     trained.with_suffix(".json").unlink()
     with pytest.raises(SystemExit, match="--command"):
         main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt")])
-    main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt"), "--command", "made by hand"])
+    main(["export", "--checkpoint", str(trained), "--out", str(tmp_path / "exports" / "x.pt"),
+          "--command", "made by hand"])
     assert json.loads((tmp_path / "exports" / "x.json").read_text())["command"] == "made by hand"
 
 
@@ -457,7 +458,8 @@ def test_voc_masks_that_do_not_fit_their_image_are_named(tmp_path, monkeypatch, 
         data.voc("test", 32, root=tmp_path / "voc")
 
 
-@pytest.mark.parametrize("damage, match", [("string", "config of type str"), ("partial", r"partial config: \['batch_size'\]"),
+@pytest.mark.parametrize("damage, match", [("string", "config of type str"),
+                                           ("partial", r"partial config: \['batch_size'\]"),
                                            ("weights", "weights do not fit the network its config describes")])
 def test_a_damaged_checkpoint_is_named(trained, tmp_path, damage, match):
     state = torch.load(trained, map_location="cpu", weights_only=True)

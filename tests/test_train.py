@@ -103,7 +103,8 @@ def test_hole_weight_weighs_the_hole_and_leaves_other_losses_alone():
     inside, outside = error.expand(2, 3, 8, 8)[hole.expand(2, 3, 8, 8)], error[~hole.expand(2, 3, 8, 8)]
     weighted = smoke(hole_weight=4.0)
     expected = (4 * inside.sum() + outside.sum()) / (4 * inside.numel() + outside.numel())
-    assert float(weighted.task_loss("completion", output, images, masks, hole)) == pytest.approx(float(expected), rel=1e-5)
+    loss = weighted.task_loss("completion", output, images, masks, hole)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     plain = float(torch.nn.functional.mse_loss(output, images))
     assert float(smoke().task_loss("completion", output, images, masks, hole)) == pytest.approx(plain, rel=1e-6)
     assert float(weighted.task_loss("restoration", output, images, masks)) == pytest.approx(plain, rel=1e-6)
@@ -294,7 +295,8 @@ def test_compared_networks_draw_each_task_equally_often():
         assert len({round(d[task], 6) for d in draws.values()}) == 1, task
     assert draws["method2"]["completion"] == 3 * draws["method2"]["reconstruction"] == 3600
     assert "restoration+segmentation" in draws["method2"] and "restoration+segmentation" not in draws["method1"]
-    assert recipe_overrides("method2", course)["steps"] == 16800 and recipe_overrides("single", course)["steps"] == 13200
+    assert recipe_overrides("method2", course)["steps"] == 16800
+    assert recipe_overrides("single", course)["steps"] == 13200
     assert recipe_overrides("base_completion", course)["steps"] == 13200  # as many steps as a six-task network
     assert "steps" not in recipe_overrides("proposed", course) and RECIPES["proposed"]["task_weights"]
 
