@@ -17,11 +17,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from filmmtl.models import Backbone, check_images, check_task_vectors, plain_norm
+from filmmtl.models import (DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone, check_images, check_task_vectors,
+                            plain_norm)
 
 # Normalised layers followed by an attention module: the three encoder norms, the second norm of each
 # residual block, the two decoder norms.
-ATTENTION_LAYERS = (0, 1, 2, 4, 6, 8, 10, 12, 13, 14)
+ATTENTION_LAYERS = ENCODER + tuple(second for _, second in RESIDUAL_PAIRS) + DECODER
 # A gated skip starts nearly shut, as FiLM's skip site does at gamma = 0, yet not so deep in the sigmoid's
 # flat tail that a task cannot open it: sigmoid(-4) = 0.018.
 SKIP_CLOSED_LOGIT = -4.0
@@ -117,7 +118,7 @@ class TaskRoutedNet(nn.Module):
         self.nets = nn.ModuleList(Backbone(width, affine=True, **design) for _ in range(n_tasks))
         if share_encoder:
             for net in self.nets[1:]:
-                for i in range(3):
+                for i in ENCODER:
                     net.convs[i], net.norms[i] = self.nets[0].convs[i], self.nets[0].norms[i]
         self.label = "sharedenc" if share_encoder else "single"
 
@@ -158,7 +159,7 @@ class PiggybackNet(nn.Module):
                 mask.counted_as_bits = True
                 self.masks.append(mask)
         self.scales = nn.Parameter(torch.ones(n_tasks, sum(self.backbone.channels)))
-        self.offsets = [sum(self.backbone.channels[:i]) for i in range(15)]
+        self.offsets = [sum(self.backbone.channels[:i]) for i in LAYERS]
 
     def load_base(self, state_dict):
         """Take a trained plain Johnson network's weights (``backbone.*``) as the frozen base."""

@@ -19,7 +19,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Output channels of the 15 normalised layers at width 1.0 (the 16th convolution makes RGB).
+# Johnson's layer plan, by normalised layer: three encoder convolutions (the last two halve the
+# resolution), five residual blocks of two, two upsampling decoder convolutions; a 16th makes RGB.
+ENCODER = (0, 1, 2)
+RESIDUAL_PAIRS = ((3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
+DECODER = (13, 14)
+LAYERS = ENCODER + tuple(i for pair in RESIDUAL_PAIRS for i in pair) + DECODER
+# Output channels of the normalised layers at width 1.0.
 BASE_CHANNELS = (32, 64, 128) + (128,) * 10 + (64, 32)
 MIN_SIZE = 16
 # Parameter-free encoder -> decoder skips: encoder layer -> the decoder layer of equal resolution and width.
@@ -155,10 +161,10 @@ class Backbone(nn.Module):
         self.output_gate = output_gate
         ch = layer_channels(width)
         self.channels = ch
-        affine = (affine,) * 15 if isinstance(affine, bool) else tuple(affine)
+        affine = (affine,) * len(LAYERS) if isinstance(affine, bool) else tuple(affine)
         specs = [(3, ch[0], 9, 1, False), (ch[0], ch[1], 3, 2, False), (ch[1], ch[2], 3, 2, False)]
-        specs += [(ch[i - 1], ch[i], 3, 1, False) for i in range(3, 13)]
-        specs += [(ch[12], ch[13], 3, 1, True), (ch[13], ch[14], 3, 1, True)]
+        specs += [(ch[i - 1], ch[i], 3, 1, False) for pair in RESIDUAL_PAIRS for i in pair]
+        specs += [(ch[i - 1], ch[i], 3, 1, True) for i in DECODER]
         self.convs = nn.ModuleList(ConvLayer(*s) for s in specs)
         self.norms = nn.ModuleList(nn.InstanceNorm2d(c, affine=a) for c, a in zip(ch, affine))
         self.last = ConvLayer(ch[14], 3 + 4 * output_gate, 9)
@@ -175,13 +181,13 @@ class Backbone(nn.Module):
         pad_h, pad_w = -h % 4, -w % 4
         y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
         skipped = {}
-        for i in range(3):
+        for i in ENCODER:
             y = F.relu(self.layer(i, y, normalise))
             if i in self.feature_skips:
                 skipped[SKIP_TARGETS[i]] = gate_skip(i, y) if gate_skip else y
-        for i in range(3, 13, 2):
-            y = y + self.layer(i + 1, F.relu(self.layer(i, y, normalise)), normalise)
-        for i in (13, 14):
+        for first, second in RESIDUAL_PAIRS:
+            y = y + self.layer(second, F.relu(self.layer(first, y, normalise)), normalise)
+        for i in DECODER:
             y = F.relu(self.layer(i, y, normalise))
             if i in skipped:
                 y = y + skipped[i]
@@ -287,10 +293,10 @@ class FiLMNet(nn.Module):
         super().__init__()
         self.n_tasks = n_tasks
         self.plain_layers = tuple(sorted(plain_layers))
-        self.backbone = Backbone(width, affine=[i in self.plain_layers for i in range(15)], **design)
+        self.backbone = Backbone(width, affine=[i in self.plain_layers for i in LAYERS], **design)
         if skip_gate and not self.backbone.feature_skips:
             raise ValueError("skip_gate modulates the feature skips: it needs feature_skips, e.g. [0]")
-        self.film_layers = tuple(i for i in range(15) if i not in self.plain_layers)
+        self.film_layers = tuple(i for i in LAYERS if i not in self.plain_layers)
         # FiLM site -> the encoder layer whose channels it modulates (a skip site: the layer it skips from).
         self.skip_sites = {f"skip{i}": i for i in self.backbone.feature_skips} if skip_gate else {}
         sites = {**{i: i for i in self.film_layers}, **self.skip_sites}

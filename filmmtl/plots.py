@@ -7,7 +7,7 @@ import torch
 from matplotlib.text import Text
 
 from filmmtl.data import load_style
-from filmmtl.models import SKIP_TARGETS
+from filmmtl.models import RESIDUAL_PAIRS, SKIP_TARGETS
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 
@@ -198,8 +198,8 @@ def network_diagram(model, name=None):
                                          mutation_scale=8, color="C3", lw=0.8))
         centres.append(x + 0.35)
         x += 1.0
-    for i in range(3, 13, 2):  # residual blocks: the skip over layers i and i + 1
-        ax.annotate("", (centres[i + 1] + 0.45, 2.25), (centres[i] - 0.45, 2.25),
+    for first, second in RESIDUAL_PAIRS:  # each residual block's shortcut over its two layers
+        ax.annotate("", (centres[second] + 0.45, 2.25), (centres[first] - 0.45, 2.25),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.5", color="0.4", lw=0.8))
     gated = set(getattr(model, "skip_sites", {}).values())
     for source in getattr(backbone, "feature_skips", ()):

@@ -226,3 +226,18 @@ def test_output_gate_is_the_only_departure_with_parameters(width, extra):
     gated = count_parameters(build("proposed", width=width, output_gate=True))
     assert gated - count_parameters(build("proposed", width=width)) == extra
     assert count_parameters(build("proposed")) == 1_698_435  # the paper's count with the gate off
+
+
+def test_the_backbone_runs_its_declared_layer_plan():
+    """ENCODER, RESIDUAL_PAIRS and DECODER are what forward runs, in order, and what the FiLM network
+    modulates: the rest of the package reads the plan instead of counting to 15."""
+    from filmmtl.models import DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone
+    seen = []
+
+    def record(i, h, norm):
+        seen.append(i)
+        return norm(h)
+    Backbone(0.25)(torch.rand(1, 3, 16, 16), record)
+    assert tuple(seen) == LAYERS == ENCODER + sum(RESIDUAL_PAIRS, ()) + DECODER
+    assert build("proposed", width=0.25).film_layers == LAYERS
+    assert build("encin", width=0.25).film_layers == LAYERS[len(ENCODER):]
