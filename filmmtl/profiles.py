@@ -2,16 +2,14 @@
 
 - ``smoke``: tests and CI, seconds per run.
 - ``course``: 2 CPU cores: 64x64 images and a half-width network (a quarter of the paper's compute per
-  pixel), 2,000 training scenes, 20,000 steps for a network trained from scratch (the shipped
-  experiment-1 network: 50 minutes on 2 cores of an AMD EPYC in bf16, about 70 in fp32 on an AVX2-only
-  CPU at 0.21 s a step; the compared networks of experiments 2 and 3 set their own budget). The FiLM
-  mechanism and every task are the paper's; only the scale is smaller.
+  pixel), 2,000 training scenes, 20,000 steps for a network trained from scratch (the compared networks
+  of experiments 2 and 3 set their own budget). The FiLM mechanism and every task are the paper's; only
+  the scale is smaller.
 - ``paper``: the paper's setting for a GPU: 128x128, full width, SBD when $FILMMTL_SBD_ROOT is set, else
   the embedded scenes at the paper's split sizes (8,498 / 2,857).
 
-Every profile anneals the learning rate with a cosine (``lr_schedule``; the paper does not say). With a
-constant 1e-3 the course network of experiment 1 collapsed between steps 2,750 and 3,000 (a Gogh-loss
-spike, reconstruction 25.9 -> 11.9 dB); with the cosine the same run is stable to 4,000 steps.
+Every profile anneals the learning rate with a cosine (``lr_schedule``; the paper does not say): at a
+constant 1e-3 the course network of experiment 1 collapsed (docs/decisions_and_history.md).
 """
 import copy
 import math
@@ -40,10 +38,8 @@ PROFILES = {
     "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=0, n_val=8,
                   checkpoint_every=2, comparison_draws=0.5, amp=False),
     # amp="auto" (the base's): bf16 autocast on a GPU, fp32 on a CPU. On a CPU bf16 is opt in (amp=True):
-    # a course step took 0.71x the fp32 time on one CPU (2026-11-28), 13x on an AVX2-only AMD EPYC where it
-    # is emulated (2026-12-01) and 1.18x to 1.25x (L2 steps; 0.99x perceptual) on an Intel Xeon whose
-    # oneDNN reports hardware bf16 (2026-12-02): no CPU test foretells it, `bench/throughput.py --settings`
-    # measures it. Scores at 1,500 steps were within seed noise of fp32 (docs/decisions_and_history.md).
+    # it is faster on some CPUs and far slower on others, which no test foretells (docs/decisions_and_history.md;
+    # `bench/throughput.py --settings` measures it here).
     "course": dict(size=64, width=0.5, n_train=2000, n_test=200, batch_size=8, steps=20000, eval_every=1000,
                    n_val=64, checkpoint_every=500, comparison_draws=1200),
     "paper": dict(),
@@ -71,8 +67,7 @@ FAVOUR_L2_TWICE = dict(completion=6.0, restoration=6.0, segmentation=3.0)
 # network trains ``comparison_draws`` steps per unit of sampling weight (FAVOUR_L2, 1 for the others) over
 # the jobs it learns: course 1,200, so a network with the three mixes (weight 14) trains 16,800 steps and one
 # with the six tasks only (weight 11) 13,200, and each draws reconstruction about 1,200 times, completion
-# 3,600. At 1,200 the proposed network's scores have stopped rising (evaluate.SETTLED_SHARE, notebook 04);
-# at 200, the course value until 2026-12-02, they were still rising fast.
+# 3,600. At 1,200 the proposed network's scores have stopped rising (evaluate.SETTLED_SHARE, notebook 04).
 # "proposed_compared" is the proposed network at that budget. Piggyback's base networks (one task each)
 # train as many steps as a six-task network, all on their task.
 COMPARED = "comparison"
