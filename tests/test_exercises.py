@@ -83,9 +83,18 @@ SHORTCUTS = {
                      "with torch.no_grad():\n"  # set to 1, then trained away
                      "    model.generator.mlp[-1].weight[:model.generator.n_channels] = 0\n"
                      "    model.generator.mlp[-1].bias[:model.generator.n_channels] = 1"],
+    "01_exercise5": ['closest_in_style = "painting, shifted"\nclosest_in_content = "photo, shifted"',
+                     'closest_in_style = "painting"\nclosest_in_content = "painting"'],
     "02_exercise1": ["return 0.01, 20.0", "return sigma, 10 * math.log10(1 / sigma)"],
     "02_exercise2": ['slowest_at_half = "segmentation"\nany_past_half = False',
                      'slowest_at_half = "completion"\nany_past_half = True'],
+    "02_exercise3": ["return 30.0",
+                     "with torch.no_grad():\n"  # the PSNR of the mean error, not the mean PSNR
+                     "    output = model(images, torch.zeros(model.n_tasks)).clamp(0, 1)\n"
+                     "return float(10 * torch.log10(1 / (output - images).square().mean()))",
+                     "with torch.no_grad():\n"  # the output not clamped to [0, 1]
+                     "    output = model(images, torch.zeros(model.n_tasks))\n"
+                     "return float((10 * torch.log10(1 / (output - images).square().flatten(1).mean(1))).mean())"],
     "03_exercise1": ["return (A + B) / 2", "return A"],
     "03_exercise2": ["with torch.no_grad():\n"
                      "    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
