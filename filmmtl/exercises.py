@@ -32,6 +32,7 @@ def student_copy(path):
         # The copies sit one folder deeper: keep the figures in the project's results folder, and let the
         # Colab cell change into the copies' folder.
         cell.source = cell.source.replace('output_dir = "../results"', 'output_dir = "../../results"').replace(
+            "](../docs/", "](../../docs/").replace(
             'os.chdir(os.path.join(HOME, "notebooks"))', 'os.chdir(os.path.join(HOME, "notebooks", "exercises"))')
     resources = {}
     nb, resources = ClearSolutions(enforce_metadata=True).preprocess(nb, resources)

@@ -204,7 +204,7 @@ class Explorer:
                                  *self.sliders.values(), self.mix, self.mix_strength, self.reset_button])
         titled = lambda title, view: widgets.VBox([widgets.Label(title, layout=widgets.Layout(width=view.width + "px")),
                                                    view])
-        views = widgets.VBox([widgets.HBox([titled("input (what the network receives)", self.input_view),
+        views = widgets.VBox([widgets.HBox([titled("the network's input", self.input_view),
                                             titled("output", self.output_view)]),
                               self.timing,
                               widgets.Label("FiLM parameters of this task vector, one row per site"), self.film_view])

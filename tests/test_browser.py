@@ -133,7 +133,14 @@ def test_slider_in_jupyterlab_shows_the_networks_output(jupyterlab, tmp_path):
         after = displayed(page, "img.filmmtl-output")
         timing = page.locator(".filmmtl-timing").inner_text()
         page.locator(".filmmtl-output").scroll_into_view_if_needed()
+        news = page.get_by_role("button", name="No", exact=True)
+        if news.count():  # JupyterLab's "notified about news?" toast would cover the widget
+            news.first.click()
+            page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "explorer.png"))
+        # The widget alone, as notebook 05 shows it (docs/images/explorer_live.png is a copy of it).
+        widget = page.locator(".jp-OutputArea-output:has(img.filmmtl-output)")
+        widget.screenshot(path=str(shots / "explorer_widget.png"))
         browser.close()
 
     # The same network and image, computed here: the browser must show exactly this output.

@@ -166,3 +166,14 @@ def test_the_readme_example_runs_and_builds_the_paper_network():
     assert count_parameters(model) == 1_698_435 and "1,698,435 parameters" in block
     assert not model.backbone.input_skip and not model.backbone.feature_skips and model.backbone.output_scale == "none"
     assert scope["y"].shape == (4, 3, 128, 128) and torch.equal(scope["y"], scope["y2"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "notebooks" / "exercises").glob("*.ipynb")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_local_link_in_a_notebook_resolves(path):
+    """Markdown links and images that point into the repository (the explorer's screenshot, docs) exist,
+    from the solution notebooks and from the student copies one folder deeper."""
+    links = [target.split("#")[0] for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+             for target in re.findall(r"\]\(([^)\s]+)\)", cell.source) if not re.match(r"[a-z]+:", target)]
+    missing = [link for link in links if link and not (path.parent / link).exists()]
+    assert not missing, f"{path.name}: {missing}"
