@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from filmmtl.checkpoints import ADDED_FIELDS
+from filmmtl.config import ADDED_FIELDS
 from filmmtl.profiles import FAVOUR_L2, LITERAL, ONLY
 
 VAL_IMAGES = 200

@@ -16,16 +16,12 @@ from pathlib import Path
 
 import torch
 
+from filmmtl.config import BASE, upgrade
 from filmmtl.files import atomic_write, check_writable, locked
 
-# 1: files written before the version existed (read as made with ADDED_FIELDS); 2: design fields and
-# the version itself.
+# 1: files written before the version existed (read as made with config.ADDED_FIELDS); 2: design fields
+# and the version itself.
 FORMAT_VERSION = 2
-# Config fields added after the first shipped networks, with the values those networks were made with.
-ADDED_FIELDS = dict(feature_skips=[], skip_gate=False, output_scale="none", output_gate=False,
-                    generator_init_std=None, balance="none", balance_cap=10.0,
-                    max_loss=1e5,  # the largest loss the shipped runs logged: 2,714
-                    identity_noise=0.0, hole_weight=1.0, content_scale=1.0)
 MANIFEST_NAME = "MANIFEST.sha256"
 # sha256sum's format: digest, two spaces (or a space and "*", its binary mark), the file name.
 MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](\S.*)$")
@@ -54,7 +50,7 @@ def compressed_bytes(obj):
 
 def upgrade_config(cfg):
     """A checkpoint's config with the design fields it predates filled in as it was made."""
-    return {**ADDED_FIELDS, **cfg}
+    return upgrade(cfg)
 
 
 def read_checkpoint(path, kind=None):
@@ -81,7 +77,6 @@ def read_checkpoint(path, kind=None):
         raise ValueError(f"{path} has a config of type {type(state['config']).__name__}, not a dict of fields; "
                          "it was not written by filmmtl's train or export")
     state["config"] = upgrade_config(state["config"])
-    from filmmtl.profiles import BASE
     missing = sorted(set(BASE) - set(state["config"]))
     if missing:
         raise ValueError(f"{path} has a partial config: {missing} missing; it was not written by filmmtl's train "

@@ -12,27 +12,14 @@ Every profile anneals the learning rate with a cosine (``lr_schedule``; the pape
 constant 1e-3 the course network of experiment 1 collapsed (docs/decisions_and_history.md).
 """
 import copy
-import math
 import os
 
 import torch
 
+from filmmtl.config import BASE, check_fields, number
+from filmmtl.models import SKIP_GATED_MODELS
 from filmmtl.tasks import PAPER_TASKS
 
-BASE = dict(
-    model="proposed", tasks=list(PAPER_TASKS), mixes=[], method=1, width=1.0, generator_layers=1,
-    # The output layer and training design chosen by bench/design_study.py (docs/decisions_and_history.md); LITERAL
-    # below switches every departure off.
-    input_skip=True, feature_skips=[], skip_gate=False, output_scale="std", output_gate=True, generator_init_std=0.01,
-    balance="grad_norm", balance_cap=10.0, max_loss=1e5, base_checkpoint=None, identity_noise=0.0,
-    hole_weight=1.0, content_scale=1.0,
-    data="scenes", data_root=None, size=128, n_train=None, n_test=None, data_seed=0,
-    batch_size=8, steps=40000, lr=1e-3, lr_schedule="cosine", seed=0, task_weights=None, mixed_batch=False,
-    # adversarial_weight: the authors' related code, 0.996 L2 + 0.004 adversarial for the tasks that have one.
-    adversarial_weight=0.004, discriminator_lr=2e-4, feature_net="auto",
-    eval_every=2000, n_val=64, checkpoint_every=2000, device="auto", amp="auto", channels_last="auto",
-    comparison_draws=2857,  # a compared network with the mixes (weight 14) trains the paper's 40,000 steps
-)
 PROFILES = {
     # smoke: fp32 on every machine, so that the tests' numbers do not depend on the CPU they run on.
     "smoke": dict(size=32, width=0.25, n_train=24, n_test=8, batch_size=4, steps=4, eval_every=0, n_val=8,
@@ -168,10 +155,13 @@ def recipe_overrides(recipe, config):
     return overrides
 
 
-def resolve_profile(name="auto"):
-    """'auto' is $FILMMTL_PROFILE when set (nbval sets 'smoke'), else 'paper' on a GPU, 'course' on a CPU."""
+def resolve_profile(name="auto", train_here=True):
+    """The one place 'auto' is resolved: $FILMMTL_PROFILE when set (nbval sets 'smoke'); else, for a run that
+    trains here, 'paper' on a GPU and 'course' on a CPU; for one that loads the shipped networks (a
+    notebook without ``retrain``), 'course' on any device, the profile they ship for."""
     if name == "auto":
-        name = os.environ.get("FILMMTL_PROFILE") or ("paper" if torch.cuda.is_available() else "course")
+        trains_big = train_here and torch.cuda.is_available()
+        name = os.environ.get("FILMMTL_PROFILE") or ("paper" if trains_big else "course")
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose 'auto' or one of {sorted(PROFILES)}")
     return name
@@ -180,7 +170,7 @@ def resolve_profile(name="auto"):
 def make_config(profile="auto", **overrides):
     """The profile's settings with ``overrides`` applied (None = keep); unknown names are an error."""
     name = resolve_profile(profile)
-    unknown = sorted(set(overrides) - set(BASE))
+    unknown = sorted(set(overrides) - set(BASE))  # "profile" is the argument, not a field to override
     if unknown:
         raise ValueError(f"unknown config fields {unknown}; known: {sorted(BASE)}")
     config = copy.deepcopy(BASE)
@@ -192,77 +182,10 @@ def make_config(profile="auto", **overrides):
     return validate_config(config)
 
 
-# ---------------------------------------------------------------- validation
-
-MAX_SEED = 2**63 - 1  # the largest seed every generator used (torch's, numpy's) takes
-
-
-def _number(low=None, high=None, integer=False, optional=False, low_open=False):
-    """A check for a finite number (an int when ``integer``; never a bool) in [low, high]."""
-    def check(v):
-        if v is None:
-            return optional
-        kind = int if integer else (int, float)
-        if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v):
-            return False
-        return (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
-    parts = ["an integer" if integer else "a finite number"]
-    if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        parts.append(f"<= {high}" if isinstance(high, int) else f"<= {high:g}")
-    return check, " ".join(parts) + (" or None" if optional else "")
-
-
-def _one_of(*choices):
-    return (lambda v: any(v is c or (type(v) is type(c) and v == c) for c in choices),
-            "one of " + ", ".join(map(repr, choices)))
-
-
-def _list_of(allowed, what):
-    return (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and x in allowed for x in v)
-            and len(set(v)) == len(v), f"a list of distinct {what} from {sorted(allowed, key=str)}")
-
-
-def _checks():
-    from filmmtl.losses import FEATURE_NETS
-    from filmmtl.models import MODEL_NAMES, OUTPUT_SCALES, SKIP_TARGETS
-    from filmmtl.tasks import MIXES, TASKS
-    positive_int, count = _number(1, integer=True), _number(1, integer=True, optional=True)
-    seed = _number(0, MAX_SEED, integer=True)
-    return {
-        "model": _one_of(*MODEL_NAMES), "tasks": _list_of(TASKS, "task names"),
-        "mixes": _list_of(MIXES, "mix names"), "method": _one_of(1, 2, 3), "width": _number(0, low_open=True),
-        "generator_layers": positive_int, "input_skip": _one_of(True, False),
-        "feature_skips": _list_of(SKIP_TARGETS, "encoder layers"), "output_scale": _one_of(*OUTPUT_SCALES),
-        "output_gate": _one_of(True, False), "skip_gate": _one_of(True, False),
-        "generator_init_std": _number(0, low_open=True, optional=True),
-        "base_checkpoint": (lambda v: v is None or isinstance(v, str), "a path string or None"),
-        "balance": _one_of("none", "grad_norm"), "balance_cap": _number(1), "max_loss": _number(0, low_open=True),
-        "identity_noise": _number(0, 1), "hole_weight": _number(0, low_open=True),
-        "content_scale": _number(0, low_open=True),
-        "data": _one_of("scenes", "sbd", "voc"),
-        "data_root": (lambda v: v is None or isinstance(v, (str, os.PathLike)), "a folder path or None"),
-        "size": _number(16, integer=True), "n_train": count, "n_test": count, "data_seed": seed,
-        "batch_size": positive_int, "steps": positive_int, "lr": _number(0, low_open=True),
-        "lr_schedule": _one_of("constant", "cosine"), "seed": seed,
-        "task_weights": (lambda v: v is None or isinstance(v, dict), "a {job: weight} dict or None"),
-        "mixed_batch": _one_of(True, False), "adversarial_weight": _number(0, 1),
-        "discriminator_lr": _number(0, low_open=True), "feature_net": _one_of(*FEATURE_NETS),
-        "eval_every": _number(0, integer=True), "n_val": positive_int, "checkpoint_every": positive_int,
-        "device": (lambda v: isinstance(v, str) and bool(v), "'auto' or a torch device name such as 'cpu'"),
-        "amp": _one_of("auto", True, False), "channels_last": _one_of("auto", True, False),
-        "comparison_draws": _number(0, low_open=True), "profile": _one_of(*PROFILES),
-    }
-
-
 def validate_config(config):
     """Check every field (type, range, finite) before any work starts; the error names the field and what
-    it accepts. Returns the config."""
-    from filmmtl.models import SKIP_GATED_MODELS
-    for key, (check, accepted) in _checks().items():
-        if not check(config.get(key)):
-            raise ValueError(f"config field {key!r} must be {accepted}; got {config.get(key)!r}")
+    it accepts (``config.FIELDS``), then the rules that tie fields together. Returns the config."""
+    check_fields(config, PROFILES)
     if config["balance"] == "grad_norm" and config["mixed_batch"]:
         raise ValueError("balance='grad_norm' scales each step's gradient by its job's, so it needs one job per "
                          "step: set mixed_batch=False, or balance='none'")
@@ -278,7 +201,7 @@ def validate_config(config):
     unknown = sorted(set(weights) - jobs)
     if unknown:
         raise ValueError(f"task_weights names {unknown}, which this run does not train; its jobs are {sorted(jobs)}")
-    bad = {k: v for k, v in weights.items() if not _number(0)[0](v)}
+    bad = {k: v for k, v in weights.items() if not number(0)[0](v)}
     if bad or (weights and not any(weights.get(j, 1.0) > 0 for j in jobs)):
         raise ValueError(f"task_weights must be finite numbers >= 0 with at least one job above 0; got {weights}")
     return config

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from filmmtl.data import REPO_DATA, load_dataset
-from filmmtl.profiles import make_config, recipe_overrides
+from filmmtl.profiles import make_config, recipe_overrides, resolve_profile
 from filmmtl.checkpoints import export_checkpoint, read_checkpoint
 from filmmtl.files import atomic_write, locked
 from filmmtl.plots import check_readable
@@ -93,8 +93,7 @@ class Session:
                  retrain=False, output_dir="results", quiet=None):
         check_parameters(profile=profile, seed=seed, device=device, data=data, data_root=data_root,
                          retrain=retrain, output_dir=output_dir)
-        if profile == "auto" and not retrain and not os.environ.get("FILMMTL_PROFILE"):
-            profile = "course"  # networks ship for the course profile: a GPU loads them too, nothing trains
+        profile = resolve_profile(profile, train_here=retrain)
         self.config = make_config(profile, seed=seed, device=device, data=data, data_root=data_root)
         self.profile = self.config["profile"]
         self.device = resolve_device(device)

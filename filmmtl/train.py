@@ -19,14 +19,11 @@ from filmmtl.checkpoints import FORMAT_VERSION, read_checkpoint, saved_bytes, up
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.files import atomic_write, check_writable
-from filmmtl.models import SKIP_GATED_MODELS, build, count_parameters
+from filmmtl.config import ARCHITECTURE, RESUMABLE, model_options
+from filmmtl.models import build, count_parameters
 from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import MIXES, TASKS, TaskSpace, job_target, make_input, method2_loss
 
-# Fields that fix the architecture and task set: a checkpoint must agree on all of them.
-ARCHITECTURE = ("model", "tasks", "width", "generator_layers", "input_skip", "feature_skips", "skip_gate",
-                "output_scale",
-                "output_gate", "mixes", "method")
 BALANCE_DECAY = 0.9  # EMA decay of each job's gradient norm (balance="grad_norm")
 
 
@@ -378,20 +375,16 @@ def learning_rate(cfg, step):
     return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(step / cfg["steps"], 1.0)))
 
 
-# Fields that say where and how often a run works, not what it computes: a resumed run may change them.
-RUNTIME = ("device", "amp", "channels_last", "data_root", "eval_every", "n_val", "checkpoint_every")
-
-
 def check_compatible(saved, wanted, path="checkpoint", fields=ARCHITECTURE):
     """The same network and task set (what loading weights needs), compared on ``fields``."""
     differ(upgrade_config(saved), wanted, fields, path, "was made for another network or task set")
 
 
 def check_same_run(saved, wanted, path="checkpoint"):
-    """The same run (what an exact resume needs): every field but the ``RUNTIME`` ones and
-    ``comparison_draws``, whose only effect is a compared recipe's ``steps`` (compared itself)."""
+    """The same run (what an exact resume needs): every field but the ``RESUMABLE`` ones (where and how
+    often it runs, and ``comparison_draws``, whose only effect is a compared recipe's ``steps``)."""
     saved = upgrade_config(saved)
-    fields = sorted((set(saved) | set(wanted)) - set(RUNTIME) - {"comparison_draws"})
+    fields = sorted((set(saved) | set(wanted)) - set(RESUMABLE))
     differ(saved, wanted, fields, path, "is another run; --resume continues only the same run (start a new "
                                         "--out, or resume with the checkpoint's settings)")
 
@@ -405,13 +398,7 @@ def differ(saved, wanted, fields, path, why):
 
 def model_from_config(cfg):
     cfg = upgrade_config(cfg)
-    options = ({"generator_layers": cfg["generator_layers"], "generator_init_std": cfg["generator_init_std"]}
-               if cfg["model"] in ("proposed", "encin") else {})
-    if cfg["model"] in SKIP_GATED_MODELS:
-        options["skip_gate"] = cfg["skip_gate"]
-    return build(cfg["model"], n_tasks=len(cfg["tasks"]), width=cfg["width"], input_skip=cfg["input_skip"],
-                 feature_skips=tuple(cfg["feature_skips"]), output_scale=cfg["output_scale"],
-                 output_gate=cfg["output_gate"], **options)
+    return build(cfg["model"], n_tasks=len(cfg["tasks"]), **model_options(cfg))
 
 
 def load_model(path, device="cpu"):

@@ -570,3 +570,22 @@ def test_notebooks_into_a_file_is_named_before_any_notebook_runs(tmp_path):
     with pytest.raises(SystemExit, match="results is a file; the notebooks' figures and tables go into a folder"):
         main(["notebooks", "--out", str(tmp_path / "results")])
     assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_the_field_table_is_the_one_source_of_config_fields():
+    """Every field's default passes its own check and every profile's values pass theirs; the base config,
+    the fields a load and a resume compare, and the fields old checkpoints lack all come from the table."""
+    from filmmtl.config import ADDED_FIELDS, ARCHITECTURE, BASE, FIELDS, RESUMABLE, model_options
+    from filmmtl.profiles import PROFILES, make_config
+    assert list(BASE) == list(FIELDS)
+    for name, field in FIELDS.items():
+        assert field.check[0](field.default), f"{name}'s default fails its own check"
+        assert field.kind in ("architecture", "training", "runtime", "derived"), name
+    for profile in PROFILES:
+        assert set(make_config(profile)) == set(FIELDS) | {"profile"}
+    assert set(ARCHITECTURE) & set(RESUMABLE) == set() and set(ADDED_FIELDS) <= set(FIELDS)
+    assert set(model_options(make_config("smoke"))) == {"width", "input_skip", "feature_skips", "output_scale",
+                                                         "output_gate", "generator_layers", "generator_init_std",
+                                                         "skip_gate"}
+    assert set(model_options(make_config("smoke", model="single"))) == {"width", "input_skip", "feature_skips",
+                                                                        "output_scale", "output_gate"}
