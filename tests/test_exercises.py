@@ -100,6 +100,12 @@ SHORTCUTS = {
                      "    return torch.cat(generator(torch.eye(6)[[a]] + torch.eye(6)[[b]]), dim=1)[0]",
                      "return W[:, a] + W[:, b]"],  # the bias forgotten
     "04_exercise1": ["return 3200, 1679235", "return 1600, 1679235"],
+    "05_exercise2": ["return first_layer",
+                     "return torch.nn.Linear(first_layer.in_features + 1, first_layer.out_features)",
+                     "grown = torch.nn.Linear(first_layer.in_features + 1, first_layer.out_features)\n"
+                     "with torch.no_grad():\n"  # the new column left at its random start
+                     "    grown.weight[:, :-1] = first_layer.weight\n    grown.bias.copy_(first_layer.bias)\n"
+                     "return grown"],
     "05_exercise1": ["return model.film(a)",
                      "(gamma_a, beta_a), (gamma_b, beta_b) = model.film(a), model.film(b)\n"
                      "return t * gamma_a + (1 - t) * gamma_b, t * beta_a + (1 - t) * beta_b"],  # the ends swapped
