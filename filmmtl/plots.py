@@ -101,7 +101,7 @@ def loss_curves(history, window=50):
             steps = steps[window - 1:]
         ax.plot(steps, values, label=job)
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("loss (moving average)")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: it hides no curve
     fig.tight_layout()
     return fig
 
