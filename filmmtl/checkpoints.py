@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from filmmtl.config import BASE, upgrade
+from filmmtl.config import BASE
+from filmmtl.config import upgrade as upgrade_config  # a checkpoint's config as it was made (older fields filled)
 from filmmtl.files import atomic_write, check_writable, locked
 
 # 1: files written before the version existed (read as made with config.ADDED_FIELDS); 2: design fields
@@ -46,11 +47,6 @@ def compressed_bytes(obj):
             # torch writes a random id per save; the content's digest instead: the same export, the same bytes
             target.writestr(name, content.hexdigest()[:40].encode() if name.endswith("serialization_id") else data)
     return packed.getvalue()
-
-
-def upgrade_config(cfg):
-    """A checkpoint's config with the design fields it predates filled in as it was made."""
-    return upgrade(cfg)
 
 
 def read_checkpoint(path, kind=None):

@@ -81,13 +81,12 @@ class Trainer:
             if not cfg["base_checkpoint"]:
                 raise ValueError("piggyback needs base_checkpoint: a plain 'johnson' network trained on one "
                                  "task (the paper: completion for Piggyback1, segmentation for Piggyback2)")
-            base = read_checkpoint(cfg["base_checkpoint"])
+            base = read_checkpoint(cfg["base_checkpoint"])  # its config upgraded on read
             design = ("width", "input_skip", "feature_skips", "output_scale", "output_gate")
-            differ = {k: (upgrade_config(base["config"])[k], cfg[k]) for k in design
-                      if upgrade_config(base["config"])[k] != cfg[k]}
-            if differ:
+            mismatch = {k: (base["config"][k], cfg[k]) for k in design if base["config"][k] != cfg[k]}
+            if mismatch:
                 raise ValueError(f"piggyback's base {cfg['base_checkpoint']} was built with another backbone "
-                                 f"(base, piggyback): {differ}; train the base with the same design")
+                                 f"(base, piggyback): {mismatch}; train the base with the same design")
             self.model.load_base(base["model"])
         self.discriminators = torch.nn.ModuleDict({
             k: losses.PatchDiscriminator(width=cfg["width"]) for k in self.space

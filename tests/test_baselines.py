@@ -147,3 +147,14 @@ def test_the_design_table_has_the_same_columns_for_the_design_networks(tmp_path)
     write_table2(table2({}, {}, {}), tmp_path, {})
     write_table2(rows, tmp_path, {}, DESIGN_COLUMNS, name="table2_design")
     assert {p.name for p in tmp_path.iterdir()} == {"table2.csv", "table2.md", "table2_design.csv", "table2_design.md"}
+
+
+def test_piggyback_refuses_a_base_of_another_backbone(tmp_path):
+    from filmmtl.profiles import make_config, recipe_overrides
+    from filmmtl.train import Trainer
+    smoke = make_config("smoke")
+    base = Trainer(make_config("smoke", **recipe_overrides("base_completion", smoke)), quiet=True)
+    path = base.fit().save(tmp_path / "base.pt")
+    design = {**recipe_overrides("piggyback1_design", smoke), "base_checkpoint": str(path)}
+    with pytest.raises(ValueError, match=r"another backbone.*feature_skips"):
+        Trainer(make_config("smoke", **design), quiet=True)
