@@ -1,6 +1,8 @@
 """The training engine: methods, exact resume, safe checkpoints, clear errors, CLI."""
 import json
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,6 +131,23 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     assert resumed.step_count == 2
     resumed.fit()
     assert torch.equal(weights(straight), weights(resumed))
+
+
+def test_a_run_checkpointed_before_the_loop_was_split_resumes_on_the_same_path(tmp_path):
+    """tests/data/pre_refactor_run.pt was written by the training code of commit db6e7d1 (one Trainer.step
+    doing everything) at step 3 of 8; today's code resumes it and makes the same losses and weights that
+    run made in its own process (relative 1e-5: another CPU may round differently)."""
+    data = Path(__file__).parent / "data"
+    record = json.loads((data / "pre_refactor_run.json").read_text())
+    shutil.copy(data / "pre_refactor_run.pt", tmp_path / "run.pt")
+    resumed = Trainer(quiet=True, **record["config"]).load(tmp_path / "run.pt").fit()
+    losses = [[h["step"], h["job"], h["loss"]] for h in resumed.history if "loss" in h]
+    assert [row[:2] for row in losses] == [row[:2] for row in record["losses"]]
+    assert [row[2] for row in losses] == pytest.approx([row[2] for row in record["losses"]], rel=1e-5)
+    state = resumed.model.state_dict()
+    for name, (total, magnitude) in record["weights"].items():
+        p = state[name].double()
+        assert [float(p.sum()), float(p.abs().sum())] == pytest.approx([total, magnitude], rel=1e-5, abs=1e-6), name
 
 
 def test_run_resumed_across_legs_reports_each_leg_and_the_total_wall_time(tmp_path):
