@@ -75,7 +75,7 @@ def run_variant(name, steps, out):
     import torch
     from filmmtl.evaluate import job_inputs, json_ready, quality_bars, strength_sweep, sweep_distances
     from filmmtl.models import count_parameters
-    from filmmtl.train import Trainer
+    from filmmtl.train import Trainer, provenance
     torch.set_num_threads(1)
     checkpoint = out / f"{name}.pt"
     trainer = Trainer(profile="course", quiet=True, steps=steps, n_val=VAL_IMAGES, **{**SHIPPED, **VARIANTS[name]})
@@ -91,7 +91,7 @@ def run_variant(name, steps, out):
     result = {
         "variant": name, "overrides": VARIANTS[name], "steps": steps, "resumed_at": resumed_at,
         "train_minutes_this_process": round(train_seconds / 60, 1), "parameters": count_parameters(trainer.model),
-        "feature_net": trainer.provenance()["feature_net"], "scores": scores,
+        "feature_net": provenance(trainer)["feature_net"], "scores": scores,
         "quality_bars": quality_bars(scores),
         "restoration_slider": to_start[-1] / float((noisy - images).square().mean()),
     }

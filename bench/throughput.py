@@ -13,7 +13,7 @@ import warnings
 import torch
 
 from filmmtl.data import make_scene
-from filmmtl.train import Trainer
+from filmmtl.train import Trainer, provenance
 from timing import interleaved_medians
 
 
@@ -87,7 +87,7 @@ def main():
                  "perceptual (style_gogh)": job_step(trainer, "style_gogh")}
         medians = interleaved_medians(steps, args.repeats, warmup=1)
         print(f"\n{profile}: {cfg['size']}x{cfg['size']}, width {cfg['width']}, batch {batch}, "
-              f"device {trainer.device}, feature net {trainer.provenance()['feature_net']}")
+              f"device {trainer.device}, feature net {provenance(trainer)['feature_net']}")
         print(f"  scene generation        {generated:8.1f} images/s (one process)")
         for name, seconds in medians.items():
             print(f"  training, {name:26s} {batch / seconds:8.1f} images/s  ({seconds * 1000:7.1f} ms/step)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from filmmtl.evaluate import json_ready, quality_bars
 from filmmtl.profiles import RECIPES
-from filmmtl.train import Trainer
+from filmmtl.train import Trainer, provenance
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     scores = trainer.evaluate()
     report = {"device": str(trainer.device), "steps": trainer.step_count, "seconds": round(seconds, 1),
               "steps_per_second": round(trainer.step_count / seconds, 2), "config": trainer.config,
-              "provenance": trainer.provenance(), "quality_bars": quality_bars(scores), "scores": scores}
+              "provenance": provenance(trainer), "quality_bars": quality_bars(scores), "scores": scores}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "timed_training.json").write_text(json.dumps(json_ready(report), indent=1, allow_nan=False))
     print(f"{trainer.step_count} steps in {seconds:.0f} s ({report['steps_per_second']} steps/s) on {trainer.device}")

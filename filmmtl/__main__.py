@@ -44,7 +44,7 @@ def train(args):
 def train_into(out, args):
     """The body of ``train``, while ``out`` is locked against a second run writing it."""
     from filmmtl.distributed import leave
-    from filmmtl.train import NonFiniteLoss, Trainer
+    from filmmtl.train import NonFiniteLoss, Trainer, provenance
     if out.exists() and not args.resume:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or choose another --out "
                          "(nothing was overwritten)")
@@ -64,7 +64,8 @@ def train_into(out, args):
     trainer = Trainer(profile=args.profile, quiet=args.quiet, **overrides)
     if out.exists():
         trainer.load(out)
-    for note in (trainer.provenance()["feature_net"], trainer.provenance()["fid_network"]):
+    origin = provenance(trainer)
+    for note in (origin["feature_net"], origin["fid_network"]):
         print(f"provenance: {note}", file=sys.stderr)
     start = trainer.step_count
     if start >= trainer.config["steps"]:
@@ -82,10 +83,11 @@ def train_into(out, args):
 
 def write_sidecar(trainer, out, start, seconds):
     """The .json beside a trained checkpoint: the exact command, config, provenance and wall time."""
+    from filmmtl.train import provenance
     launcher = "torchrun --nproc_per_node %d -m filmmtl " % trainer.world_size if trainer.world_size > 1 else \
         "python -m filmmtl "
     sidecar = {"command": launcher + shlex.join(sys.argv[1:]), "config": trainer.config,
-               "provenance": trainer.provenance(), "steps": trainer.step_count,
+               "provenance": provenance(trainer), "steps": trainer.step_count,
                "wall_minutes": wall_minutes(trainer.legs, start, seconds), "legs": trainer.legs}
     atomic_write(out.with_suffix(".json"), json.dumps(sidecar, indent=1))
     print(f"saved {out} after {trainer.step_count} steps")
@@ -129,7 +131,7 @@ def evaluate(args):
     import torch
     from filmmtl.data import load_dataset
     from filmmtl.evaluate import evaluate as run_evaluation, json_ready, quality_bars, strength_bars
-    from filmmtl.intervals import bar_intervals, seeded_values
+    from filmmtl.evaluate import bar_intervals, seeded_values
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS, TaskSpace
     from filmmtl.train import load_model, resolve_device

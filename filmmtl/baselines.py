@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from filmmtl.models import (DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone, check_images, check_task_vectors,
+from filmmtl.backbone import (DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone, check_images, check_task_vectors,
                             plain_norm)
 
 # Normalised layers followed by an attention module: the three encoder norms, the second norm of each
@@ -144,6 +144,7 @@ class PiggybackNet(nn.Module):
     def __init__(self, n_tasks=6, width=1.0, skip_gate=False, **design):
         super().__init__()
         self.n_tasks = n_tasks
+        self.design = {"width": width, **design}  # what its base must have been built with
         self.backbone = Backbone(width, affine=True, **design).requires_grad_(False)
         if skip_gate and not self.backbone.feature_skips:
             raise ValueError("skip_gate gates the feature skips: it needs feature_skips, e.g. [0]")
@@ -161,8 +162,15 @@ class PiggybackNet(nn.Module):
         self.scales = nn.Parameter(torch.ones(n_tasks, sum(self.backbone.channels)))
         self.offsets = [sum(self.backbone.channels[:i]) for i in LAYERS]
 
-    def load_base(self, state_dict):
-        """Take a trained plain Johnson network's weights (``backbone.*``) as the frozen base."""
+    def load_base(self, state_dict, base_config=None, source="the base"):
+        """Take a trained plain Johnson network's weights (``backbone.*``) as the frozen base; given its
+        checkpoint's config, refuse a base of another backbone (its masks would fit no weights)."""
+        plain = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # a config's lists, a model's tuples
+        mismatch = {k: (base_config[k], v) for k, v in self.design.items()
+                    if base_config is not None and plain(base_config[k]) != plain(v)}
+        if mismatch:
+            raise ValueError(f"piggyback's base {source} was built with another backbone (base, piggyback): "
+                             f"{mismatch}; train the base with the same design")
         self.backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state_dict.items()})
         with torch.no_grad():
             gammas = torch.cat([norm.weight for norm in self.backbone.norms])

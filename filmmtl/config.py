@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 
 from filmmtl.losses import FEATURE_NETS
-from filmmtl.models import MODEL_NAMES, OUTPUT_SCALES, SKIP_GATED_MODELS, SKIP_TARGETS
+from filmmtl.backbone import OUTPUT_SCALES, SKIP_TARGETS
+from filmmtl.models import MODEL_NAMES, SKIP_GATED_MODELS
 from filmmtl.tasks import MIXES, PAPER_TASKS, TASKS
 
 MAX_SEED = 2**63 - 1  # the largest seed every generator used (torch's, numpy's) takes

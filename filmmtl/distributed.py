@@ -6,6 +6,7 @@ the network's gradients, so a step equals one process's step on the whole global
 means over samples). The small per-task discriminators are averaged by hand (one all-reduce per step).
 Only rank 0 writes checkpoints, logs and the progress bar; every rank resumes from the same checkpoint.
 """
+import dataclasses
 import os
 
 import torch
@@ -45,6 +46,20 @@ def shard(batch_size, rank, size):
                          "is split evenly); choose a multiple of the number of devices")
     per = batch_size // size
     return slice(rank * per, (rank + 1) * per)
+
+
+def shard_batch(batch, rank, size):
+    """This rank's contiguous share of a job-ordered ``batches.Batch``: its rows, and each job's part cut to
+    them (a job may fall on both sides of a cut; one outside the share is left out)."""
+    mine = shard(len(batch), rank, size)
+    parts = []
+    for part in batch.parts:
+        low, high = max(part.start, mine.start), min(part.stop, mine.stop)
+        if high > low:
+            region = None if part.region is None else part.region[low - part.start:high - part.start]
+            parts.append(dataclasses.replace(part, start=low - mine.start, stop=high - mine.start, region=region))
+    return dataclasses.replace(batch, inputs=batch.inputs[mine], vectors=batch.vectors[mine],
+                               images=batch.images[mine], masks=batch.masks[mine], parts=parts)
 
 
 def average_gradients(parameters, size):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from filmmtl import metrics
+from filmmtl.intervals import N_BOOT, SEEDS, average_seeds, bootstrap, metric_intervals, verdict
 from filmmtl.files import atomic_write
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
@@ -43,7 +44,8 @@ def job_inputs(job, images, seed=EVAL_SEED):
 
 
 # The code whose change makes cached scores stale: a cache key includes a checksum of these files.
-SCORING_CODE = ("evaluate.py", "intervals.py", "metrics.py", "tasks.py", "losses.py", "models.py", "baselines.py")
+SCORING_CODE = ("evaluate.py", "intervals.py", "metrics.py", "tasks.py", "losses.py", "backbone.py", "models.py",
+                "baselines.py")
 
 
 def checksum(*tensors):
@@ -207,10 +209,24 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
                 scores["fid"] = "unavailable"
         results[job] = scores
     if seeds:
-        from filmmtl.intervals import average_seeds, metric_intervals
         results["intervals"] = metric_intervals({job: average_seeds(runs) for job, runs in seeded.items()})
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def seeded_values(model, space, data, jobs, perceptual=None, seeds=SEEDS, n=None, batch_size=32, stylist=None):
+    """Per-image values of each job averaged over ``seeds`` degradation seeds, and each seed's summary:
+    ({job: {metric: per-image values}}, {job: [scores at seed k]}). ``stylist``: as in ``evaluate``."""
+    check_jobs(space, jobs)
+    model.eval()
+    images, masks = data.batch(torch.arange(min(n or len(data), len(data))))
+    values, per_seed = {}, {}
+    for job in jobs:
+        runs = [v for _, v in seed_runs(model, space, job, images, masks, perceptual, seeds, batch_size, stylist)]
+        per_seed[job] = [metrics.summarise({k: [v] for k, v in r.items()}) for r in runs]
+        values[job] = average_seeds(runs)
+    return values, per_seed
 
 
 @torch.no_grad()
@@ -269,6 +285,22 @@ def quality_bars(scores):
             holds = value >= threshold if at_least else value <= threshold
             rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
                          "value": round(value, 4), "threshold": threshold, "holds": holds, "at_least": at_least})
+    return rows
+
+
+def bar_intervals(values, per_seed, n_boot=N_BOOT):
+    """Each quality bar with its value (mean over seeds), 95% interval, per-seed values and verdict."""
+    rows = []
+    for job, what, value_of, threshold, at_least in QUALITY_BARS:
+        if job not in values:
+            continue
+        summary = metrics.summarise({k: [v] for k, v in values[job].items()})
+        low, high = bootstrap(values[job], value_of, n_boot)
+        seed_values = [round(float(value_of(s)), 4) for s in per_seed[job]]
+        rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
+                     "value": round(float(value_of(summary)), 4), "low": round(low, 4), "high": round(high, 4),
+                     "per_seed": seed_values, "threshold": threshold, "at_least": at_least,
+                     "verdict": verdict(low, high, threshold, at_least)})
     return rows
 
 

@@ -4,12 +4,12 @@ Two things move a score that say nothing about the network: which images were dr
 noise they got. So each job is scored at ``seeds`` degradation seeds (per-image values averaged over them;
 IoU's counts too), and images are resampled with replacement ``n_boot`` times for a percentile interval.
 A bar then "holds" when the whole interval is on its side, "misses" when the whole interval is not, and is
-"within noise" otherwise; two networks whose intervals overlap are tied.
+"within noise" otherwise; two networks whose intervals overlap are tied. The scoring that feeds these
+(``evaluate.seeded_values``, ``evaluate.bar_intervals``) lives with the scores.
 """
 import torch
 
 from filmmtl import metrics
-from filmmtl.evaluate import QUALITY_BARS, check_jobs, seed_runs
 
 SEEDS = 3
 N_BOOT = 1000
@@ -31,21 +31,6 @@ def _take(values, index):
     return {k: tuple(t[index] for t in v) if isinstance(v, tuple) else v[index] for k, v in values.items()}
 
 
-@torch.no_grad()
-def seeded_values(model, space, data, jobs, perceptual=None, seeds=SEEDS, n=None, batch_size=32, stylist=None):
-    """Per-image values of each job averaged over ``seeds`` degradation seeds, and each seed's summary:
-    ({job: {metric: per-image values}}, {job: [scores at seed k]}). ``stylist``: as in ``evaluate``."""
-    check_jobs(space, jobs)
-    model.eval()
-    images, masks = data.batch(torch.arange(min(n or len(data), len(data))))
-    values, per_seed = {}, {}
-    for job in jobs:
-        runs = [v for _, v in seed_runs(model, space, job, images, masks, perceptual, seeds, batch_size, stylist)]
-        per_seed[job] = [metrics.summarise({k: [v] for k, v in r.items()}) for r in runs]
-        values[job] = average_seeds(runs)
-    return values, per_seed
-
-
 def bootstrap(values, statistic, n_boot=N_BOOT, level=LEVEL, seed=0):
     """(low, high): the percentile interval of ``statistic(summary)`` over images resampled with replacement,
     where ``summary`` is ``metrics.summarise`` of the resampled per-image ``values``."""
@@ -64,22 +49,6 @@ def verdict(low, high, threshold, at_least=True):
     if not at_least:
         low, high, threshold = -high, -low, -threshold
     return "holds" if low >= threshold else "misses" if high < threshold else "within noise"
-
-
-def bar_intervals(values, per_seed, n_boot=N_BOOT):
-    """Each quality bar with its value (mean over seeds), 95% interval, per-seed values and verdict."""
-    rows = []
-    for job, what, value_of, threshold, at_least in QUALITY_BARS:
-        if job not in values:
-            continue
-        summary = metrics.summarise({k: [v] for k, v in values[job].items()})
-        low, high = bootstrap(values[job], value_of, n_boot)
-        seed_values = [round(float(value_of(s)), 4) for s in per_seed[job]]
-        rows.append({"job": job, "bar": f"{what} {'>=' if at_least else '<='} {threshold:g}",
-                     "value": round(float(value_of(summary)), 4), "low": round(low, 4), "high": round(high, 4),
-                     "per_seed": seed_values, "threshold": threshold, "at_least": at_least,
-                     "verdict": verdict(low, high, threshold, at_least)})
-    return rows
 
 
 def ranks_with_ties(cells, lower_is_better=False):

@@ -204,7 +204,7 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([inputs, images], 1))
 
 
-def generator_adversarial_loss(discriminator, inputs, output):
+def adversarial_loss(discriminator, inputs, output):
     """Non-saturating GAN loss for the image network: make D call its output real."""
     logits = discriminator(inputs, output)
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))

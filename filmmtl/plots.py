@@ -7,7 +7,7 @@ import torch
 from matplotlib.text import Text
 
 from filmmtl.data import load_style
-from filmmtl.models import RESIDUAL_PAIRS, SKIP_TARGETS
+from filmmtl.backbone import RESIDUAL_PAIRS, SKIP_TARGETS
 from filmmtl.tasks import MIXES, TASKS, job_target, make_input
 
 
@@ -159,10 +159,10 @@ def film_map(model, vectors):
 
 def output_head(backbone):
     """What the last box computes, in words, with every symbol defined."""
-    if not backbone.input_skip:
+    if not backbone.head.input_skip:
         return "output = the last convolution's 3 channels"
-    correction = "std(x) r" if backbone.output_scale == "std" else "r"
-    if not backbone.output_gate:
+    correction = "std(x) r" if backbone.head.output_scale == "std" else "r"
+    if not backbone.head.output_gate:
         return f"output = x + {correction}   (r: the last convolution's 3 channels, a correction of the input x)"
     return (f"output = a (x + {correction}) + (1 - a) d   (the last convolution's 7 channels: r a correction of\n"
             "the input x, d a direct output, a = sigmoid(z) a per-pixel gate; std(x): each input channel's spread)")

@@ -21,7 +21,7 @@ from filmmtl.profiles import make_config, recipe_overrides, resolve_profile
 from filmmtl.checkpoints import export_checkpoint, read_checkpoint
 from filmmtl.files import atomic_write, locked
 from filmmtl.plots import check_readable
-from filmmtl.train import Trainer, check_compatible, load_model, resolve_device
+from filmmtl.train import Trainer, check_compatible, load_model, provenance, resolve_device
 
 SHIPPED = REPO_DATA / "checkpoints"
 # What a shipped network must share with the session's recipe. Its design (output layer, skips, init,
@@ -190,7 +190,7 @@ class Session:
                 self._train_into(trainer, checkpoint, recipe, seed)
         self._trainers[recipe, seed] = trainer
         trainer.model.eval()
-        return trainer.model, trainer.config, trainer.provenance(), trainer.history
+        return trainer.model, trainer.config, provenance(trainer), trainer.history
 
     def _train_into(self, trainer, checkpoint, recipe, seed):
         """Train (or resume) into ``checkpoint``; on the course profile, export it over the shipped file."""

@@ -6,7 +6,7 @@ from scipy.stats import pearsonr
 from skimage.color import rgb2gray
 from skimage.filters import sobel
 
-from filmmtl import data, intervals, metrics
+from filmmtl import data, evaluate as scoring, intervals, metrics
 from filmmtl.evaluate import evaluate, photograph_scores
 from filmmtl.models import build
 from filmmtl.tasks import TaskSpace
@@ -59,10 +59,10 @@ def test_bar_intervals_redraw_degradations_and_give_verdicts():
     torch.manual_seed(0)
     model, space = build("proposed", width=0.25).eval(), TaskSpace()
     val = data.load_dataset("scenes", "val", 32, 6)
-    values, per_seed = intervals.seeded_values(model, space, val, ["reconstruction", "completion"], seeds=3)
+    values, per_seed = scoring.seeded_values(model, space, val, ["reconstruction", "completion"], seeds=3)
     assert len(per_seed["completion"]) == 3 and len(per_seed["reconstruction"]) == 1  # nothing to redraw
     assert len({round(s["input_hole_psnr"], 6) for s in per_seed["completion"]}) == 3
-    rows = {r["job"]: r for r in intervals.bar_intervals(values, per_seed, n_boot=200)}
+    rows = {r["job"]: r for r in scoring.bar_intervals(values, per_seed, n_boot=200)}
     for row in rows.values():
         assert row["low"] <= row["value"] <= row["high"]
         assert row["verdict"] == intervals.verdict(row["low"], row["high"], row["threshold"], row["at_least"])
@@ -131,7 +131,7 @@ def test_one_scoring_pass_gives_the_separate_passes_numbers():
     shared = evaluate(second, space, test, jobs, seeds=2)
     _INPUT_SCORES.clear()
     alone = evaluate(second, space, test, jobs)
-    values = intervals.seeded_values(second, space, test, jobs, seeds=2)[0]
+    values = scoring.seeded_values(second, space, test, jobs, seeds=2)[0]
     assert {j: shared[j] for j in jobs} == alone
     assert shared["intervals"] == intervals.metric_intervals(values)
     assert shared["completion"]["psnr"] != evaluate(first, space, test, jobs)["completion"]["psnr"]

@@ -231,7 +231,7 @@ def test_output_gate_is_the_only_departure_with_parameters(width, extra):
 def test_the_backbone_runs_its_declared_layer_plan():
     """ENCODER, RESIDUAL_PAIRS and DECODER are what forward runs, in order, and what the FiLM network
     modulates: the rest of the package reads the plan instead of counting to 15."""
-    from filmmtl.models import DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone
+    from filmmtl.backbone import DECODER, ENCODER, LAYERS, RESIDUAL_PAIRS, Backbone
     seen = []
 
     def record(i, h, norm):

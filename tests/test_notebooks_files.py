@@ -164,7 +164,8 @@ def test_the_readme_example_runs_and_builds_the_paper_network():
     exec(compile(block, "README.md", "exec"), scope)
     model = scope["model"]
     assert count_parameters(model) == 1_698_435 and "1,698,435 parameters" in block
-    assert not model.backbone.input_skip and not model.backbone.feature_skips and model.backbone.output_scale == "none"
+    head = model.backbone.head
+    assert not head.input_skip and not model.backbone.feature_skips and head.output_scale == "none"
     assert scope["y"].shape == (4, 3, 128, 128) and torch.equal(scope["y"], scope["y2"])
 
 
