@@ -204,12 +204,13 @@ def exercises(args):
     print(f"{len(stale)} student copies {'out of date' if args.check else 'rewritten'} in {EXERCISES}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m filmmtl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def summary(command):
+    """A command's docstring as argparse help text (which reads % as a format)."""
+    return command.__doc__.replace("%", "%%")
 
-    p = sub.add_parser("train", help=train.__doc__, description=train.__doc__)
+
+def add_train(sub):
+    p = sub.add_parser("train", help=summary(train), description=train.__doc__)
     p.add_argument("--profile", default="auto", help="auto (paper on a GPU, course on a CPU), smoke, course, paper")
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json with command and config goes beside it")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out exactly")
@@ -227,13 +228,9 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train)
 
-    p = sub.add_parser("export", help=export.__doc__, description=export.__doc__)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train (its .json beside it)")
-    p.add_argument("--out", required=True, help="e.g. data/checkpoints/proposed.pt")
-    p.add_argument("--command", help="the command that trained it (default: from the .json beside --checkpoint)")
-    p.set_defaults(func=export)
 
-    p = sub.add_parser("evaluate", help=evaluate.__doc__, description=evaluate.__doc__)
+def add_evaluate(sub):
+    p = sub.add_parser("evaluate", help=summary(evaluate), description=evaluate.__doc__)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, help="number of images (the profile's n_test by default)")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -250,21 +247,36 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="let --out replace an existing report")
     p.set_defaults(func=evaluate)
 
-    p = sub.add_parser("demo", help=demo.__doc__, description=demo.__doc__)
+
+def add_others(sub):
+    p = sub.add_parser("export", help=summary(export), description=export.__doc__)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train (its .json beside it)")
+    p.add_argument("--out", required=True, help="e.g. data/checkpoints/proposed.pt")
+    p.add_argument("--command", help="the command that trained it (default: from the .json beside --checkpoint)")
+    p.set_defaults(func=export)
+
+    p = sub.add_parser("demo", help=summary(demo), description=demo.__doc__)
     p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
 
-    p = sub.add_parser("notebooks", help=notebooks.__doc__, description=notebooks.__doc__)
+    p = sub.add_parser("notebooks", help=summary(notebooks), description=notebooks.__doc__)
     p.add_argument("--profile", default="auto")
     p.add_argument("--out", default="results")
     p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
     p.set_defaults(func=notebooks)
 
-    p = sub.add_parser("exercises", help=exercises.__doc__, description=exercises.__doc__)
+    p = sub.add_parser("exercises", help=summary(exercises), description=exercises.__doc__)
     p.add_argument("--check", action="store_true", help="only check that the copies are up to date")
     p.set_defaults(func=exercises)
 
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m filmmtl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train, add_evaluate, add_others):
+        add(sub)
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("default", module="filmmtl")  # show our own offline notices once

@@ -168,26 +168,16 @@ def output_head(backbone):
             "the input x, d a direct output, a = sigmoid(z) a per-pixel gate; std(x): each input channel's spread)")
 
 
-def network_diagram(model, name=None):
-    """The backbone drawn from ``model`` itself: one box per convolution (height = resolution, label =
-    kernel / stride / channels), residual blocks bracketed, and each layer whose instance norm is
-    modulated by FiLM marked and fed by the generator ``c -> (gamma, beta)`` drawn underneath. The title
-    counts the FiLM sites of this very model, after ``name`` (its class by default)."""
+def draw_layers(ax, convs, film_layers):
+    """One box per convolution (height = resolution, label = kernel / stride / channels), a red FiLM feed
+    under each modulated layer; returns the boxes' centres."""
     from matplotlib.patches import FancyArrowPatch, Rectangle
-    backbone = model.backbone if hasattr(model, "backbone") else model
-    film_layers = set(getattr(model, "film_layers", ()))
-    convs = list(backbone.convs) + [backbone.last]
-    fig, ax = plt.subplots(figsize=(8.6, 4.4 if backbone.feature_skips else 3.4))
-    scale, x = 1.0, 0.0
-    centres = []
+    scale, centres = 1.0, []
     for i, layer in enumerate(convs):
-        conv = layer.conv
-        if layer.upsample:
-            scale *= 2
-        scale /= conv.stride[0]
+        conv, x = layer.conv, float(i)
+        scale = scale * (2 if layer.upsample else 1) / conv.stride[0]
         height = 1.6 * scale
-        last = i == len(convs) - 1
-        ax.add_patch(Rectangle((x, 1.5 - height / 2), 0.7, height, facecolor="0.85" if last else "C0",
+        ax.add_patch(Rectangle((x, 1.5 - height / 2), 0.7, height, facecolor="0.85" if i == len(convs) - 1 else "C0",
                                alpha=0.9, edgecolor="k"))
         label = f"{conv.kernel_size[0]}" + (f"/{conv.stride[0]}" if conv.stride[0] > 1 else "") \
             + ("\nup" if layer.upsample else "") + f"\n{conv.out_channels}"
@@ -197,8 +187,13 @@ def network_diagram(model, name=None):
             ax.add_patch(FancyArrowPatch((x + 0.35, 0.42), (x + 0.35, 1.5 - height / 2), arrowstyle="-|>",
                                          mutation_scale=8, color="C3", lw=0.8))
         centres.append(x + 0.35)
-        x += 1.0
-    for first, second in RESIDUAL_PAIRS:  # each residual block's shortcut over its two layers
+    return centres
+
+
+def draw_skips(ax, model, backbone, centres):
+    """Each residual block's shortcut, and each feature skip (with its FiLM site when gated); returns the
+    gated skips."""
+    for first, second in RESIDUAL_PAIRS:
         ax.annotate("", (centres[second] + 0.45, 2.25), (centres[first] - 0.45, 2.25),
                     arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.5", color="0.4", lw=0.8))
     gated = set(getattr(model, "skip_sites", {}).values())
@@ -210,6 +205,20 @@ def network_diagram(model, name=None):
             ax.text((start + end) / 2, 3.45,
                     "feature skip with its own FiLM site:\ngamma * h + beta (gamma starts at 0)",
                     ha="center", va="bottom", fontsize=8, color="C3")
+    return gated
+
+
+def network_diagram(model, name=None):
+    """The backbone drawn from ``model`` itself: one box per convolution, residual blocks bracketed, and
+    each layer whose instance norm is modulated by FiLM marked and fed by the generator ``c -> (gamma,
+    beta)`` drawn underneath. The title counts the FiLM sites of this very model, after ``name`` (its class
+    by default)."""
+    backbone = model.backbone if hasattr(model, "backbone") else model
+    film_layers = set(getattr(model, "film_layers", ()))
+    convs = list(backbone.convs) + [backbone.last]
+    fig, ax = plt.subplots(figsize=(8.6, 4.4 if backbone.feature_skips else 3.4))
+    centres = draw_layers(ax, convs, film_layers)
+    gated = draw_skips(ax, model, backbone, centres)
     if film_layers:
         ax.plot([centres[min(film_layers)], centres[max(film_layers)]], [0.35, 0.35], color="C3", lw=2)
         ax.text(centres[0] - 0.6, 0.35, "c -> Linear ->\n(gamma, beta)", ha="right", va="center", fontsize=8,

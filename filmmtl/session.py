@@ -187,30 +187,10 @@ class Session:
             trainer.fit()
         else:
             with locked(self.trained_here(recipe, seed)) as checkpoint:  # one writer per run
-                self._train_into(trainer, checkpoint, recipe, seed)
+                train_into(self, trainer, checkpoint, recipe, seed)
         self._trainers[recipe, seed] = trainer
         trainer.model.eval()
         return trainer.model, trainer.config, provenance(trainer), trainer.history
-
-    def _train_into(self, trainer, checkpoint, recipe, seed):
-        """Train (or resume) into ``checkpoint``; on the course profile, export it over the shipped file."""
-        if checkpoint.exists():
-            trainer.load(checkpoint)
-        if trainer.step_count < trainer.config["steps"]:
-            print(f"training '{recipe}' ({self.profile} profile, {trainer.config['steps']:,} steps) on "
-                  f"{self.device}, from step {trainer.step_count}; checkpoint: {checkpoint}")
-            trainer.fit(steps=min(trainer.step_count + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
-            start, done = time.time(), trainer.step_count
-            trainer.fit(steps=min(done + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
-            if trainer.step_count > done:
-                rate = (trainer.step_count - done) / (time.time() - start)
-                left = trainer.config["steps"] - trainer.step_count
-                print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
-            trainer.fit(checkpoint=checkpoint)
-        if self.profile == "course":  # remake the shipped network
-            command = (f"python -m filmmtl train --recipe {recipe} --profile course --seed {seed} "
-                       f"--out runs/{self.file_name(recipe, seed)}")
-            export_checkpoint(checkpoint, self.shipped(recipe, seed), command)
 
     def perceptual(self, feature_net):
         """The perceptual network of a trained config (for Gram-distance scores), built once."""
@@ -246,3 +226,24 @@ class Session:
     def save_text(self, text, name):
         atomic_write(self.output_dir / name, text)
 
+
+def train_into(session, trainer, checkpoint, recipe, seed):
+    """Train (or resume) into ``checkpoint``, saying how long it will take; on the course profile, export it
+    over the shipped file."""
+    if checkpoint.exists():
+        trainer.load(checkpoint)
+    if trainer.step_count < trainer.config["steps"]:
+        print(f"training '{recipe}' ({session.profile} profile, {trainer.config['steps']:,} steps) on "
+              f"{session.device}, from step {trainer.step_count}; checkpoint: {checkpoint}")
+        trainer.fit(steps=min(trainer.step_count + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+        start, done = time.time(), trainer.step_count
+        trainer.fit(steps=min(done + ESTIMATE_STEPS, trainer.config["steps"]), checkpoint=checkpoint)
+        if trainer.step_count > done:
+            rate = (trainer.step_count - done) / (time.time() - start)
+            left = trainer.config["steps"] - trainer.step_count
+            print(f"  {rate:.2f} steps/s measured: about {left / rate / 60:.0f} min to go")
+        trainer.fit(checkpoint=checkpoint)
+    if session.profile == "course":  # remake the shipped network
+        command = (f"python -m filmmtl train --recipe {recipe} --profile course --seed {seed} "
+                   f"--out runs/{session.file_name(recipe, seed)}")
+        export_checkpoint(checkpoint, session.shipped(recipe, seed), command)

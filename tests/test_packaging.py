@@ -1,4 +1,5 @@
 """One package set: pyproject.toml, environment.yml and requirements.lock must agree."""
+import ast
 import re
 import shutil
 import subprocess
@@ -65,3 +66,34 @@ def test_the_code_passes_its_linter():
     found = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
                            text=True)
     assert found.returncode == 0, found.stdout[-3000:]
+
+
+def package_modules():
+    return {path.stem: ast.parse(path.read_text()) for path in sorted((ROOT / "filmmtl").glob("*.py"))}
+
+
+def test_the_package_has_no_import_circle():
+    """Module -> the package modules it imports (at the top or inside a function); no path leads back."""
+    modules = package_modules()
+    imports = {}
+    for name, tree in modules.items():
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("filmmtl"):
+                rest = node.module.split(".")[1:]
+                found |= {rest[0]} if rest else {alias.name for alias in node.names}
+        imports[name] = found & set(modules) - {name}
+
+    def reaches(start, goal, seen):
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in imports[start])
+    assert [name for name in modules if reaches(name, name, {name})] == []
+
+
+def test_no_class_over_150_lines_and_no_function_over_50():
+    too_long = []
+    for name, tree in package_modules().items():
+        for node in ast.walk(tree):
+            limit = 150 if isinstance(node, ast.ClassDef) else 50 if isinstance(node, ast.FunctionDef) else None
+            if limit and node.end_lineno - node.lineno + 1 > limit:
+                too_long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []

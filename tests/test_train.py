@@ -182,6 +182,14 @@ def test_cli_recipe_steps_follow_a_set_comparison_draws(tmp_path):
     assert steps != recipe_overrides("method1", make_config("smoke"))["steps"]
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["train", "--help"]])
+def test_cli_help_prints(argv, capsys):
+    """Every command's help prints (a docstring's "95%" once broke argparse's formatting of the list)."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 0 and "usage: python -m filmmtl" in capsys.readouterr().out
+
+
 def test_wall_time_total_only_when_every_leg_since_step_0_is_known():
     from filmmtl.__main__ import wall_minutes
     legs = [{"from_step": 0, "to_step": 5, "seconds": 60.0}, {"from_step": 5, "to_step": 9, "seconds": 30.0}]
