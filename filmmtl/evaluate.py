@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,21 +99,65 @@ def run(model, vector, inputs, batch_size=32):
                       for i in range(0, len(inputs), batch_size)]).clamp(0, 1)
 
 
-def score_images(metrics_wanted, output, target, masks, region, perceptual, style, prefix="", content=None):
-    """The per-image metrics of one batch as {name: tensor or (inter, union)}; a stylised output also scores
-    how much of its ``content`` (the clean scene) it keeps (``edges``)."""
+@dataclass(frozen=True)
+class Scoring:
+    """What a batch's metrics may need besides the output: the target image (None for a style), the masks,
+    completion's hole, the perceptual network, the painting's name (styles) and the clean scene."""
+    target: torch.Tensor
+    masks: torch.Tensor
+    region: torch.Tensor
+    perceptual: object
+    style: str
+    content: torch.Tensor
+
+
+def _gram(output, s):
+    return None if not s.style or s.perceptual is None else s.perceptual.gram_distance(output, s.style).cpu()
+
+
+def _edges(output, s):
+    return None if not s.style or s.content is None else metrics.edge_correlation(output, s.content)
+
+
+# The per-image metrics a task may list by name (``Task.metrics``), in the order reports show them: each
+# gives a value per image (IoU: intersection and union counts), or None where it does not apply. A task
+# may also list a callable ``metric(output, target)``, reported under its ``__name__``.
+METRICS = {
+    "psnr": lambda output, s: None if s.target is None else metrics.psnr(output, s.target),
+    "ssim": lambda output, s: None if s.target is None else metrics.ssim(output, s.target),
+    "hole_psnr": lambda output, s: None if s.region is None or s.target is None else metrics.psnr(output, s.target,
+                                                                                                   s.region),
+    "iou": lambda output, s: metrics.iou_counts(output, s.masks),
+    "gram": _gram,  # distance of the output's Gram matrices to the painting's
+    "edges": _edges,  # how much of the scene's outlines a style keeps
+}
+SPLIT_METRICS = ("fid",)  # over a split's outputs at once: ``evaluate`` computes it
+
+
+def metric_name(metric):
+    return metric.__name__ if callable(metric) else metric
+
+
+def check_metrics(keys):
+    """Every metric the tasks ``keys`` list is known, or a clear error naming what a task may list."""
+    for key in keys:
+        unknown = [m for m in TASKS[key].metrics if not callable(m) and m not in {*METRICS, *SPLIT_METRICS}]
+        if unknown:
+            raise ValueError(f"task {key!r} lists unknown metrics {unknown}; list names from "
+                             f"{sorted({*METRICS, *SPLIT_METRICS})} or a callable metric(output, target)")
+
+
+def score_images(wanted, output, target, masks, region, perceptual, style, prefix="", content=None):
+    """The per-image metrics ``wanted`` of one batch as {name: tensor or (inter, union)}, those that apply."""
+    scoring = Scoring(target, masks, region, perceptual, style, content)
     out = {}
-    if target is not None:
-        out[prefix + "psnr"] = metrics.psnr(output, target)
-        out[prefix + "ssim"] = metrics.ssim(output, target)
-    if "hole_psnr" in metrics_wanted and region is not None:
-        out[prefix + "hole_psnr"] = metrics.psnr(output, target, region)
-    if "iou" in metrics_wanted:
-        out[prefix + "iou"] = metrics.iou_counts(output, masks)
-    if style and perceptual is not None:
-        out[prefix + "gram"] = perceptual.gram_distance(output, style).cpu()
-    if style and content is not None:
-        out[prefix + "edges"] = metrics.edge_correlation(output, content)
+    for metric in [m for m in METRICS if m in wanted] + [m for m in wanted if callable(m)]:
+        if callable(metric):
+            value = None if target is None else metric(output, target)
+        else:
+            value = METRICS[metric](output, scoring)
+        if value is not None:
+            out[prefix + metric_name(metric)] = value
     return out
 
 
@@ -124,7 +169,7 @@ def input_scores(wanted, inputs, target, masks, region, perceptual, style, conte
     """``score_images`` of the degraded input itself ("input_*"): it does not depend on the network, so
     every network scored on the same images, degradations and perceptual network shares one computation."""
     key = "|".join([checksum(*(t for t in (inputs, target, masks, region, content) if t is not None)),
-                    ",".join(sorted(wanted)), str(style), str(target is None), str(region is None)])
+                    ",".join(sorted(map(metric_name, wanted))), str(style), str(target is None), str(region is None)])
     memo = _INPUT_SCORES.setdefault(perceptual if perceptual is not None else _NO_PERCEPTUAL, {})
     if key not in memo:
         if len(memo) > 256:  # bounded: a long session scoring many test sets
@@ -158,8 +203,6 @@ def job_values(model, space, job, images, masks, perceptual=None, batch_size=32,
             target = None
     values.update(score_images(wanted, output, target, masks, region, perceptual, style, content=images))
     values.update(input_scores(wanted, inputs, target, masks, region, perceptual, style, images))
-    if job in MIXES and "segmentation" in parts:
-        values["iou"] = metrics.iou_counts(output, masks)
     return output, values
 
 
@@ -172,6 +215,7 @@ def seed_runs(model, space, job, images, masks, perceptual=None, seeds=1, batch_
 
 
 def check_jobs(space, jobs):
+    check_metrics(space.keys)
     unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
     if unknown:
         raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
@@ -202,7 +246,7 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
         seeded[job] = [v for _, v in runs]
         scores = metrics.summarise({k: [v] for k, v in values.items()})
         style = next((TASKS[p].style for p in job.split("+") if TASKS[p].style), None)
-        if fid and style:
+        if fid and style and "fid" in set().union(*(TASKS[p].metrics for p in job.split("+"))):
             try:
                 scores["fid"] = fid_to_style(output[:fid], style)
             except metrics.FIDUnavailable:  # reported as such, never a number from random weights

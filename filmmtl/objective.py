@@ -43,6 +43,12 @@ def main_loss(task):
                      f"or a callable loss(output, target), optionally followed by {ADVERSARIAL!r}")
 
 
+def check_losses(space):
+    """Every task of a run names a loss training knows, checked before the first step (not hours into a run)."""
+    for key in space:
+        main_loss(TASKS[key])
+
+
 @dataclass
 class Objective:
     """What a job's loss needs besides the batch: the config's weights, the perceptual network (style

@@ -21,7 +21,7 @@ from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.files import atomic_write, check_writable
 from filmmtl.models import build, count_parameters
-from filmmtl.objective import Objective, discriminator_step, discriminators_for, multitask_loss
+from filmmtl.objective import Objective, check_losses, discriminator_step, discriminators_for, multitask_loss
 from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import TASKS, TaskSpace
 
@@ -113,6 +113,7 @@ class Trainer:
                 raise ValueError("mixed_batch=True is for one process; under torchrun every process trains one "
                                  "job per step (its shard of the global batch)")
         self.space = TaskSpace(cfg["tasks"])
+        check_losses(self.space)
         torch.manual_seed(cfg["seed"])
         self.model = network_for(cfg, self.device)
         self.discriminators = discriminators_for(self.space, cfg).to(self.device)

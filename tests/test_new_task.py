@@ -59,3 +59,70 @@ def test_fine_tuning_everything_moves_the_old_tasks_and_bad_requests_are_named(s
         with_task(build("johnson", width=0.25), space, "super_resolution")
     with pytest.raises(ValueError, match="'column' or 'all'"):
         fit_new_task(grown, grown_space, "super_resolution", scenes, steps=1, what="bias")
+
+
+@pytest.fixture
+def inversion():
+    """A seventh task and a mix of it, registered here and nowhere else (and removed after the test)."""
+    from filmmtl.tasks import MIXES, TASKS, Mix, Task, register, register_mix
+    calls = {"loss": 0}
+
+    def inverted_l1(output, target):  # the task's own loss, counted so the test sees training use it
+        calls["loss"] += 1
+        return (output - target).abs().mean()
+
+    def brightness_error(output, target):
+        return (output.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))).abs()
+    register(Task("inversion", "colour inversion", "色反転", (inverted_l1,), ("psnr", brightness_error),
+                  make_target=lambda images, masks: 1 - images))
+    register_mix(Mix(("inversion", "segmentation"), "masking"))
+    yield calls
+    TASKS.pop("inversion"), MIXES.pop("inversion+segmentation")
+
+
+def test_a_seventh_task_is_one_registration_trained_scored_and_drawn(inversion):
+    """Registered in this test alone: training uses its loss, scoring its metrics (and only those), the
+    figures draw it, and a mix of it trains by method 3 and is scored like the paper's mixes."""
+    import matplotlib.pyplot as plt
+
+    from filmmtl import plots
+    from filmmtl.evaluate import evaluate
+    from filmmtl.tasks import PAPER_TASKS
+    from filmmtl.train import Trainer
+    tasks = list(PAPER_TASKS) + ["inversion"]
+    trainer = Trainer(profile="smoke", quiet=True, tasks=tasks, mixes=["inversion+segmentation"], method=3,
+                      task_weights={"inversion": 50.0, "inversion+segmentation": 50.0}, steps=6)
+    trainer.fit()
+    trained = {h["job"] for h in trainer.history if "loss" in h}
+    assert {"inversion", "inversion+segmentation"} <= trained and inversion["loss"] > 0
+    assert trainer.model.n_tasks == 7
+    scores = evaluate(trainer.model, trainer.space, trainer.val_set, ["inversion", "inversion+segmentation"])
+    assert set(scores["inversion"]) == {"psnr", "brightness_error", "input_psnr", "input_brightness_error"}
+    assert {"teacher_l2", "iou", "psnr"} <= set(scores["inversion+segmentation"])
+    images, masks = trainer.val_set.batch(torch.arange(2))
+    fig = plots.task_grid(images, masks, trainer.space, mixes=["inversion+segmentation"])
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any(label.startswith("inversion\n") for label in labels) and len(fig.axes) == 8 * 4
+    plt.close(fig)
+
+
+def test_a_task_listing_an_unknown_loss_or_metric_is_refused_by_name():
+    from filmmtl.evaluate import check_metrics
+    from filmmtl.objective import main_loss
+    from filmmtl.tasks import TASKS, Mix, Task, register_mix
+    from filmmtl.train import Trainer
+    odd = Task("odd", "odd", "", ("l1",), ("psnr", "sharpness"))
+    with pytest.raises(ValueError, match=r"'odd' lists losses \('l1',\).*'l2', 'perceptual'"):
+        main_loss(odd)
+    TASKS["odd"] = odd
+    try:
+        with pytest.raises(ValueError, match=r"unknown metrics \['sharpness'\]"):
+            check_metrics(["odd"])
+        with pytest.raises(ValueError, match="lists losses"):  # refused before the first step
+            Trainer(profile="smoke", quiet=True, tasks=["reconstruction", "odd"])
+    finally:
+        TASKS.pop("odd")
+    with pytest.raises(ValueError, match="'masking' needs segmentation"):
+        register_mix(Mix(("restoration", "completion"), "masking"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_mix(Mix(("restoration", "style_gogh"), "sequential"))
