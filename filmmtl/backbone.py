@@ -5,11 +5,15 @@ and read by the FiLM network, the baselines, the plots and the config checks. Th
 project's parameter-free departures at the output) is a module of its own, ``OutputHead``.
 Also the input checks every network runs once, at its ``forward``.
 """
+import contextlib
 import math
+import threading
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from filmmtl.tasks import check_strengths
 
 # Johnson's layer plan, by normalised layer: three encoder convolutions (the last two halve the
 # resolution), five residual blocks of two, two upsampling decoder convolutions; a 16th makes RGB.
@@ -34,6 +38,26 @@ def layer_channels(width=1.0):
     return tuple(max(1, round(c * width)) for c in BASE_CHANNELS)
 
 
+class ValueChecks(threading.local):
+    on = True
+
+
+CHECK_VALUES = ValueChecks()  # per thread: the explorer's callbacks may run beside a training loop
+
+
+@contextlib.contextmanager
+def inputs_checked_upstream():
+    """Skip the checks of input *values* (finite pixels, strengths in [0, 1]), which make a GPU wait for
+    the host at every forward: for a caller whose inputs were made and checked once, upstream (the
+    training loop: ``TaskSpace`` vectors, the package's own images). Shapes, dtypes and devices are still
+    checked (they cost no wait)."""
+    before, CHECK_VALUES.on = CHECK_VALUES.on, False
+    try:
+        yield
+    finally:
+        CHECK_VALUES.on = before
+
+
 def check_images(x, model=None):
     """Reject what the network cannot take, naming the expected form (and, given the ``model``, its dtype)."""
     if not torch.is_tensor(x):
@@ -55,7 +79,7 @@ def check_images(x, model=None):
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"images are {x.dtype} but the network's weights are {dtype}: convert with "
                         f"x.to({dtype}) (or the network with model.to({x.dtype}))")
-    if not torch.isfinite(x).all():
+    if CHECK_VALUES.on and not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values; clean or clamp them first")
 
 
@@ -71,11 +95,7 @@ def check_task_vectors(c, n_tasks, batch):
                          f"{n_tasks}-task network, got {tuple(c.shape)}")
     if c.shape[0] != batch:
         raise ValueError(f"got {c.shape[0]} task vectors for a batch of {batch} images")
-    if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
-        raise ValueError(f"task strengths must be finite and in [0, 1] (0 = off, 1 = the trained task), got "
-                         f"{c.tolist()}; to extrapolate, make FiLM parameters yourself: "
-                         "model(x, film=model.generator(c))")
-    return c
+    return check_strengths(c) if CHECK_VALUES.on else c
 
 
 class ConvLayer(nn.Module):

@@ -1,6 +1,6 @@
 """More than one device, on PyTorch's own engine: ``torchrun --nproc_per_node N -m filmmtl train ...``.
 
-One process per device. Every process draws the same global batch (same seed, same generator), makes
+One process per device. Every process draws the same global batch (same seed, same random-number stream), makes
 the same degraded inputs, and trains on its own contiguous shard of it; DistributedDataParallel averages
 the network's gradients, so a step equals one process's step on the whole global batch (the losses are
 means over samples). The small per-task discriminators are averaged by hand (one all-reduce per step).

@@ -1,6 +1,6 @@
 """Evaluation: metrics per task and mix on a test split, strength sweeps (paper Fig. 5 and 7).
 
-Inputs are made with a generator seeded per job, so every model sees the same degraded images.
+Inputs are made with random numbers seeded per job, so every model sees the same degraded images.
 Each task also reports the trivial answer's scores (``input_*``: the degraded input returned as is).
 """
 import functools

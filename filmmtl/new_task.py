@@ -66,13 +66,13 @@ def fit_new_task(model, space, key, train, steps, what="column", lr=1e-3, batch_
     device = next(model.parameters()).device
     parameters, hook = trainable(model, what)
     optimiser = torch.optim.Adam(parameters, lr=lr)
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     vector = space.vector(key).to(device)
     losses = []
     model.train()
     for _ in range(steps):
-        images, masks = train.batch(torch.randint(len(train), (batch_size,), generator=generator))
-        inputs, _ = TASKS[key].make_input(images, generator)
+        images, masks = train.batch(torch.randint(len(train), (batch_size,), generator=rng))
+        inputs, _ = TASKS[key].make_input(images, rng)
         target = job_target(key, images, masks)
         loss = F.mse_loss(model(inputs.to(device), vector), target.to(device))
         optimiser.zero_grad(set_to_none=True)

@@ -40,21 +40,21 @@ def render_segmentation(images, masks):
 
 # ---------------------------------------------------------------- degradations (input makers)
 
-def unchanged(images, generator):
+def unchanged(images, rng):
     return images, None
 
 
-def cut_hole(images, generator, area=0.25, fill=0.5):
+def cut_hole(images, rng, area=0.25, fill=0.5):
     """Completion's input: one random axis-aligned rectangle of about ``area`` of the image set to ``fill``.
 
     Returns the input and the hole (B, 1, H, W), where completion's metrics are also measured.
     """
     b, _, h, w = images.shape
-    aspect = torch.empty(b).uniform_(0.8, 1.25, generator=generator)
+    aspect = torch.empty(b).uniform_(0.8, 1.25, generator=rng)
     hh = (h * (area * aspect) ** 0.5).round().clamp(1, h).long()
     ww = (area * h * w / hh).round().clamp(1, w).long()
-    top = (torch.rand(b, generator=generator) * (h - hh + 1)).long()
-    left = (torch.rand(b, generator=generator) * (w - ww + 1)).long()
+    top = (torch.rand(b, generator=rng) * (h - hh + 1)).long()
+    left = (torch.rand(b, generator=rng) * (w - ww + 1)).long()
     rows = torch.arange(h).view(1, h, 1)
     cols = torch.arange(w).view(1, 1, w)
     hole = ((rows >= top.view(-1, 1, 1)) & (rows < (top + hh).view(-1, 1, 1))
@@ -63,25 +63,25 @@ def cut_hole(images, generator, area=0.25, fill=0.5):
     return torch.where(hole, torch.full_like(images, fill), images), hole
 
 
-def gaussian_noise(images, generator, sigma=0.1):
+def gaussian_noise(images, rng, sigma=0.1):
     """Restoration's default input: additive Gaussian noise (sigma on [0, 1]), clipped to [0, 1]."""
-    noise = torch.randn(images.shape, generator=generator).to(images.device)
+    noise = torch.randn(images.shape, generator=rng).to(images.device)
     return (images + sigma * noise).clamp(0, 1), None
 
 
-def gaussian_blur(images, generator, sigma=1.5):
+def gaussian_blur(images, rng, sigma=1.5):
     """An alternative restoration input: Gaussian blur (deterministic)."""
     from torchvision.transforms.functional import gaussian_blur as blur
     k = 2 * round(3 * sigma) + 1
     return blur(images, [k, k], [sigma, sigma]), None
 
 
-def greyscale(images, generator):
+def greyscale(images, rng):
     grey = (images * _fill_like(images, (0.299, 0.587, 0.114))).sum(1, keepdim=True)
     return grey.expand_as(images).contiguous(), None
 
 
-def downsample_x2(images, generator):
+def downsample_x2(images, rng):
     small = F.avg_pool2d(images, 2, ceil_mode=True)
     return F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False), None
 
@@ -97,7 +97,7 @@ def clean_image(images, masks):
 
 @dataclass(frozen=True)
 class Task:
-    """One image task, all it takes to train, score and draw it. ``make_input(images, generator) -> (inputs,
+    """One image task, all it takes to train, score and draw it. ``make_input(images, rng) -> (inputs,
     region or None)``; ``make_target(images, masks) -> targets`` (None for style tasks, which have no target
     image). ``losses``: the main loss, a name of ``objective.TASK_LOSSES`` ("l2", "perceptual") or a callable
     ``loss(output, target)``, then optionally "adversarial". ``metrics``: names of ``evaluate.METRICS`` (and
@@ -147,6 +147,15 @@ PAPER_TASKS = ("reconstruction", "completion", "restoration", "segmentation", "s
 
 # ---------------------------------------------------------------- task vectors
 
+def check_strengths(c):
+    """The one rule of every task vector, wherever it comes from: finite strengths in [0, 1]."""
+    if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+        raise ValueError(f"task strengths must be finite and in [0, 1] (0 = off, 1 = the trained task), got "
+                         f"{c.tolist()}; to extrapolate, make FiLM parameters yourself: "
+                         "model(x, film=model.generator(c))")
+    return c
+
+
 class TaskSpace:
     """Names <-> task vectors for one ordered task set (reconstruction first, as in the paper).
 
@@ -184,10 +193,9 @@ class TaskSpace:
         if isinstance(spec, str):
             spec = {k: strength for k in spec.split("+")}
         if isinstance(spec, dict):
+            check_strengths(torch.tensor([float(v) for v in spec.values()]))
             c = torch.zeros(self.n)
             for key, value in spec.items():
-                if not 0.0 <= float(value) <= 1.0:
-                    raise ValueError(f"strength of {key!r} must be in [0, 1], got {value}")
                 c[self.index(key)] = 0.0 if key == "reconstruction" else float(value)
             return c
         return self.validate(spec)
@@ -197,9 +205,7 @@ class TaskSpace:
         if c.shape[-1:] != (self.n,) or c.dim() > 2:
             raise ValueError(f"task vectors for {list(self.keys)} have shape ({self.n},) or (B, {self.n}), "
                              f"got {tuple(c.shape)}")
-        if not torch.isfinite(c).all() or (c < 0).any() or (c > 1).any():
-            raise ValueError(f"task strengths must be finite and in [0, 1], got {c.tolist()}")
-        return c
+        return check_strengths(c)
 
     def name(self, c):
         """Readable name of a vector: 'reconstruction', 'style_gogh', 'restoration+segmentation@0.5'."""
@@ -250,11 +256,11 @@ PAPER_MIXES = tuple(register_mix(m) for m in (Mix(("restoration", "style_gogh"),
                                                Mix(("segmentation", "style_gogh"), "masking")))
 
 
-def make_input(keys, images, generator):
+def make_input(keys, images, rng):
     """Input for a task or a mix: each part's degradation applied in turn; the last region is kept."""
     region = None
     for key in keys:
-        images, part_region = TASKS[key].make_input(images, generator)
+        images, part_region = TASKS[key].make_input(images, rng)
         region = part_region if part_region is not None else region
     return images, region
 

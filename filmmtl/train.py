@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from filmmtl import distributed, losses, metrics
+from filmmtl.backbone import inputs_checked_upstream
 from filmmtl.batches import make_batch
 from filmmtl.checkpoints import FORMAT_VERSION, read_checkpoint, saved_bytes, upgrade_config, verify
 from filmmtl.config import ARCHITECTURE, RESUMABLE, model_options
@@ -152,9 +153,10 @@ class Trainer:
         cfg = self.config
         batch = make_batch(self.train_set, self.space, self.jobs, self.job_weights, cfg, self.rng, self.device)
         batch = distributed.shard_batch(batch, self.rank, self.world_size)
-        with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
-            output = self.network(batch.inputs, batch.vectors).float()
-        loss, sums = multitask_loss(self.objective, batch, output)
+        with inputs_checked_upstream():  # made by make_batch from checked vectors and the package's images
+            with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
+                output = self.network(batch.inputs, batch.vectors).float()
+            loss, sums = multitask_loss(self.objective, batch, output)
         logged = logged_losses(sums, batch.jobs, self.world_size, cfg, self.step_count)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,7 +213,7 @@ class Trainer:
             "model": self.model.state_dict(), "discriminators": self.discriminators.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "d_optimiser": self.d_optimiser.state_dict() if self.d_optimiser else None,
-            "generator": self.rng.get_state(), "torch_rng": torch.get_rng_state(),  # "generator": the key kept
+            "generator": self.rng.get_state(), "torch_rng": torch.get_rng_state(),  # the key older files use
             "step": self.step_count, "config": self.config, "provenance": provenance(self),
             "history": self.history, "legs": self.legs, "balance_ema": dict(self.balance_ema), "format": FORMAT_VERSION,
         }

@@ -232,6 +232,26 @@ def test_strengths_outside_zero_one_are_refused_everywhere():
         build("proposed", width=0.25)(torch.rand(1, 3, 32, 32), outside)
 
 
+def test_the_training_step_checks_values_once_upstream_and_a_user_call_at_the_forward(monkeypatch):
+    """Value checks (finite, [0, 1]) wait for a GPU at every forward: the training loop makes its inputs from
+    checked task vectors and the package's images, so its forward passes (method 3's teachers too) skip
+    them; a user's call still gets them, and so does a call after the loop."""
+    from filmmtl.backbone import inputs_checked_upstream
+    trainer = smoke(steps=2, mixes=["restoration+style_gogh"], method=3, task_weights={"restoration+style_gogh": 99.0})
+    calls = []
+    real = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: calls.append(tuple(t.shape)) or real(t))
+    assert trainer.step()
+    # what is left: the host-side check of each job's strengths as TaskSpace makes its vector, (parts,)
+    assert calls and all(len(shape) == 1 and shape[0] <= 2 for shape in calls), calls
+    model, x = trainer.model.eval(), torch.rand(1, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    with inputs_checked_upstream():
+        model(x, trainer.space.vector("restoration"))
+    with pytest.raises(ValueError, match="NaN"):
+        model(x, trainer.space.vector("restoration"))
+
+
 def test_unknown_job_in_evaluate_lists_the_known_ones():
     trainer = smoke(steps=1)
     with pytest.raises(ValueError, match=r"cannot evaluate \['denoise'\].*restoration"):
