@@ -176,6 +176,12 @@ class PiggybackNet(nn.Module):
             gammas = torch.cat([norm.weight for norm in self.backbone.norms])
             self.scales.copy_(gammas.expand_as(self.scales))
 
+    @staticmethod
+    def shipped_weight(key, value):
+        """An export keeps the binary masks inference uses, as bool (fp16 rounding of a real-valued score
+        near the threshold could flip it); None: the default (fp16)."""
+        return value > MASK_THRESHOLD if key.startswith("masks.") else None
+
     def task_weights(self, task):
         n = len(self.mask_names)
         weights = {}

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from filmmtl.config import BASE
+from filmmtl.config import BASE, model_options
 from filmmtl.config import upgrade as upgrade_config  # a checkpoint's config as it was made (older fields filled)
 from filmmtl.files import atomic_write, check_writable, locked
+from filmmtl.models import build
 
 # 1: files written before the version existed (read as made with config.ADDED_FIELDS); 2: design fields
 # and the version itself.
@@ -150,12 +151,25 @@ def check_folder(target):
                          "folder of exports (such as data/checkpoints) or move them first")
 
 
+def model_from_config(cfg):
+    """The (untrained) network a checkpoint's config describes."""
+    cfg = upgrade_config(cfg)
+    return build(cfg["model"], n_tasks=len(cfg["tasks"]), **model_options(cfg))
+
+
+def shipped_weights(config, weights):
+    """Weights as exports keep them: fp16, or what the network says of a weight of its own
+    (``shipped_weight(key, value)``: Piggyback keeps its binary masks)."""
+    own = getattr(model_from_config(config), "shipped_weight", lambda key, value: None)
+    kept = {k: own(k, v) for k, v in weights.items()}
+    return {k: kept[k] if kept[k] is not None else v.half() if v.is_floating_point() else v
+            for k, v in weights.items()}
+
+
 def export_checkpoint(source, target, command, wall_minutes=None):
     """A shippable copy of a training checkpoint: fp16 weights, config, provenance, loss history and the
     command that made it, with a .json beside it; the manifest entry of ``target`` alone is updated.
-    Piggyback's real-valued mask scores are stored as the binary masks inference uses (fp16 rounding near
-    the threshold could flip them), as bool. Refuses to write over its source or any training checkpoint."""
-    from filmmtl.baselines import MASK_THRESHOLD
+    Refuses to write over its source or any training checkpoint."""
     source, target = Path(source), Path(target)
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"--out {target} is the checkpoint being exported: the export would replace the full "
@@ -163,12 +177,7 @@ def export_checkpoint(source, target, command, wall_minutes=None):
     if target.exists() and "optimiser" in torch.load(target, map_location="cpu", weights_only=True):
         raise ValueError(f"{target} is a training checkpoint; an export will not overwrite it. Choose another --out")
     state = read_checkpoint(source, kind="training")
-
-    def shrink(key, value):
-        if key.startswith("masks."):
-            return value > MASK_THRESHOLD  # bool: one byte per weight
-        return value.half() if value.is_floating_point() else value
-    small = {"model": {k: shrink(k, v) for k, v in state["model"].items()}, "format": FORMAT_VERSION,
+    small = {"model": shipped_weights(state["config"], state["model"]), "format": FORMAT_VERSION,
              "config": state["config"], "provenance": state["provenance"], "step": state["step"],
              "history": state["history"], "command": command}
     sidecar = {"command": command, "config": state["config"], "provenance": state["provenance"],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from filmmtl.losses import FEATURE_NETS
 from filmmtl.backbone import OUTPUT_SCALES, SKIP_TARGETS
-from filmmtl.models import MODEL_NAMES, SKIP_GATED_MODELS
+from filmmtl.models import FILM_MODELS, MODEL_NAMES, SKIP_GATED_MODELS
 from filmmtl.tasks import MIXES, PAPER_TASKS, TASKS
 
 MAX_SEED = 2**63 - 1  # the largest seed every generator used (torch's, numpy's) takes
@@ -140,6 +140,6 @@ def upgrade(config):
 
 def model_options(config):
     """The arguments ``models.build`` takes from a config, for its kind of network."""
-    film = config["model"] in ("proposed", "encin")
+    film = config["model"] in FILM_MODELS
     wanted = {"all"} | ({"film"} if film else set()) | ({"gated"} if config["model"] in SKIP_GATED_MODELS else set())
     return {name: config[name] for name, field in FIELDS.items() if field.model in wanted}

@@ -176,6 +176,7 @@ BUILDERS = {
     "johnson": lambda n, w, **kw: JohnsonNet(n, w, **kw),
 }
 MODEL_NAMES = tuple(BUILDERS)
+FILM_MODELS = ("proposed", "encin")  # the networks whose modulation a FiLM generator makes
 # Networks with a task input that can gate a skip. Single, SharedEnc and Johnson give each task a network
 # of its own, whose skip is already the task's.
 SKIP_GATED_MODELS = ("proposed", "encin", "sgn", "sgn_bias", "piggyback")

@@ -41,7 +41,7 @@ def estimate_training_seconds(config, device, repeats=2):
     import torch.nn.functional as F
     from filmmtl.losses import PerceptualLoss
     from filmmtl.tasks import TASKS
-    from filmmtl.train import model_from_config
+    from filmmtl.checkpoints import model_from_config
     model = model_from_config(config).to(device)
     optimiser = torch.optim.Adam(model.parameters())
     x = torch.rand(config["batch_size"], 3, config["size"], config["size"], device=device)

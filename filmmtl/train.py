@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 from filmmtl import distributed, losses, metrics
 from filmmtl.backbone import inputs_checked_upstream
 from filmmtl.batches import make_batch
-from filmmtl.checkpoints import FORMAT_VERSION, read_checkpoint, saved_bytes, upgrade_config, verify
-from filmmtl.config import ARCHITECTURE, RESUMABLE, model_options
+from filmmtl.checkpoints import FORMAT_VERSION, model_from_config, read_checkpoint, saved_bytes, upgrade_config, verify
+from filmmtl.config import ARCHITECTURE, RESUMABLE
 from filmmtl.data import load_dataset
 from filmmtl.evaluate import evaluate
 from filmmtl.files import atomic_write, check_writable
-from filmmtl.models import build, count_parameters
+from filmmtl.models import count_parameters
 from filmmtl.objective import Objective, check_losses, discriminator_step, discriminators_for, multitask_loss
 from filmmtl.profiles import make_config, training_jobs, validate_config
 from filmmtl.tasks import TASKS, TaskSpace
@@ -280,11 +280,6 @@ def differ(saved, wanted, fields, path, why):
     if mismatch:
         lines = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in mismatch.items())
         raise ValueError(f"{path} {why} -- {lines}")
-
-
-def model_from_config(cfg):
-    cfg = upgrade_config(cfg)
-    return build(cfg["model"], n_tasks=len(cfg["tasks"]), **model_options(cfg))
 
 
 def load_model(path, device="cpu"):

@@ -92,7 +92,7 @@ def test_the_literal_design_switches_back_to_the_papers_exact_sizes(name):
     """Every departure off (profiles.LITERAL): the eight networks built from a paper-profile config have the
     paper's parameter counts; the project's default design adds only the output gate's 4 channels."""
     from filmmtl.profiles import LITERAL, make_config
-    from filmmtl.train import model_from_config
+    from filmmtl.checkpoints import model_from_config
     literal = model_from_config(make_config("paper", model=name, **LITERAL))
     assert count_parameters(literal) == PAPER_SIZES[name]
     default = model_from_config(make_config("paper", model=name))
