@@ -138,6 +138,11 @@ def metric_name(metric):
     return metric.__name__ if callable(metric) else metric
 
 
+def job_metrics(job):
+    """The metrics a task lists, or for a mix those of its parts."""
+    return set().union(*(TASKS[part].metrics for part in job.split("+")))
+
+
 def check_metrics(keys):
     """Every metric the tasks ``keys`` list is known, or a clear error naming what a task may list."""
     for key in keys:
@@ -192,7 +197,7 @@ def job_values(model, space, job, images, masks, perceptual=None, batch_size=32,
                          "checkpoint (torch.isfinite on each weight) or train it again")
     styles = [TASKS[p].style for p in parts if TASKS[p].style]
     style = styles[0] if styles else None
-    wanted = set().union(*(TASKS[p].metrics for p in parts))
+    wanted = job_metrics(job)
     style_net, style_space = stylist or (model, space)
     stylise = lambda key, x: run(style_net, style_space.vector(key), x, batch_size)
     target = job_target(job, images, masks, stylise)
@@ -246,7 +251,7 @@ def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch
         seeded[job] = [v for _, v in runs]
         scores = metrics.summarise({k: [v] for k, v in values.items()})
         style = next((TASKS[p].style for p in job.split("+") if TASKS[p].style), None)
-        if fid and style and "fid" in set().union(*(TASKS[p].metrics for p in job.split("+"))):
+        if fid and style and "fid" in job_metrics(job):
             try:
                 scores["fid"] = fid_to_style(output[:fid], style)
             except metrics.FIDUnavailable:  # reported as such, never a number from random weights

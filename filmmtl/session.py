@@ -187,7 +187,7 @@ class Session:
             trainer.fit()
         else:
             with locked(self.trained_here(recipe, seed)) as checkpoint:  # one writer per run
-                train_into(self, trainer, checkpoint, recipe, seed)
+                train_and_export(self, trainer, checkpoint, recipe, seed)
         self._trainers[recipe, seed] = trainer
         trainer.model.eval()
         return trainer.model, trainer.config, provenance(trainer), trainer.history
@@ -227,7 +227,7 @@ class Session:
         atomic_write(self.output_dir / name, text)
 
 
-def train_into(session, trainer, checkpoint, recipe, seed):
+def train_and_export(session, trainer, checkpoint, recipe, seed):
     """Train (or resume) into ``checkpoint``, saying how long it will take; on the course profile, export it
     over the shipped file."""
     if checkpoint.exists():
