@@ -70,13 +70,15 @@ def evaluation_key(model, test_set, jobs, feature_net, fid, stylist=None):
 
 
 def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fid=0, device="cpu", stylist=None,
-                    seeds=0):
+                    seeds=0, only=None):
     """``evaluate`` remembered in ``cache_dir``: a re-run with unchanged networks, test set and scoring code
     reads the scores back (seconds instead of minutes); any change to them is a new key. ``seeds`` > 0
     adds each metric's 95% interval (``intervals.metric_intervals``) under "intervals". Returns
     (scores, whether they came from the cache)."""
     feature_net = getattr(perceptual, "feature_net", None)
     tag = f"{fid}|seeds={seeds}" if seeds else fid
+    if only is not None:
+        tag = f"{tag}|only={','.join(sorted(only))}"
     path = Path(cache_dir) / f"{evaluation_key(model, test_set, jobs, feature_net, tag, stylist)}.json"
     if path.exists():
         try:
@@ -86,7 +88,8 @@ def evaluate_cached(cache_dir, model, space, test_set, jobs, perceptual=None, fi
         if isinstance(stored, dict) and set(jobs) <= set(stored) and (not seeds or "intervals" in stored):
             return stored, True
         # a damaged or foreign cache file is scored again and replaced
-    scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist, seeds=seeds)
+    scores = evaluate(model, space, test_set, jobs, perceptual, fid=fid, device=device, stylist=stylist, seeds=seeds,
+                      only=only)
     text = json.dumps(scores)
     atomic_write(path, text)
     return json.loads(text), False  # the same values a later read of the cache gives
@@ -112,7 +115,10 @@ class Scoring:
 
 
 def _gram(output, s):
-    return None if not s.style or s.perceptual is None else s.perceptual.gram_distance(output, s.style).cpu()
+    if not s.style or s.perceptual is None:
+        return None
+    chunks = output.split(metrics.scoring_batch(output.device))
+    return torch.cat([s.perceptual.gram_distance(chunk, s.style).cpu() for chunk in chunks])
 
 
 def _edges(output, s):
@@ -183,10 +189,26 @@ def input_scores(wanted, inputs, target, masks, region, perceptual, style, conte
     return memo[key]
 
 
+def wanted_metrics(job, only=None):
+    """The metrics to compute for ``job``: those its tasks list (``job_metrics``), and of them only the names
+    in ``only`` when given (a cell that shows one metric need not pay for the others)."""
+    return {m for m in job_metrics(job) if only is None or metric_name(m) in only}
+
+
+def job_teacher(model, space, job, images, masks, stylist=None, batch_size=32):
+    """``job_target`` of clean ``images``: a style part made by ``stylist`` = (network, its TaskSpace), or by
+    the network itself. It does not depend on the degradation seed, so ``seed_runs`` makes it once."""
+    style_net, style_space = stylist or (model, space)
+    return job_target(job, images, masks, lambda key, x: run(style_net, style_space.vector(key), x, batch_size))
+
+
 @torch.no_grad()
-def job_values(model, space, job, images, masks, perceptual=None, batch_size=32, stylist=None, seed=EVAL_SEED):
+def job_values(model, space, job, images, masks, perceptual=None, batch_size=32, stylist=None, seed=EVAL_SEED,
+               only=None, target=None):
     """(output, per-image metric values of ``job``): {name: (B,) tensor, or (intersections, unions) for IoU}.
-    ``seed`` draws the degradations (holes, noise); evaluate's default makes every network see the same."""
+    ``seed`` draws the degradations (holes, noise); evaluate's default makes every network see the same.
+    ``only``: compute just these metric names (and ``teacher_l2``, a mix's distance to its teacher, only
+    when listed). ``target``: the job's ``job_teacher`` when the caller has it already."""
     parts = job.split("+")
     inputs, region = job_inputs(job, images, seed)
     output = run(model, space.vector(job), inputs, batch_size)
@@ -197,30 +219,37 @@ def job_values(model, space, job, images, masks, perceptual=None, batch_size=32,
                          "checkpoint (torch.isfinite on each weight) or train it again")
     styles = [TASKS[p].style for p in parts if TASKS[p].style]
     style = styles[0] if styles else None
-    wanted = job_metrics(job)
-    style_net, style_space = stylist or (model, space)
-    stylise = lambda key, x: run(style_net, style_space.vector(key), x, batch_size)
-    target = job_target(job, images, masks, stylise)
+    wanted = wanted_metrics(job, only)
+    if target is None:
+        target = job_teacher(model, space, job, images, masks, stylist, batch_size)
     values = {}
     if job in MIXES:
-        values["teacher_l2"] = metrics.mse(output, target)
+        if only is None or "teacher_l2" in only:
+            values["teacher_l2"] = metrics.mse(output, target)
         if style:  # a stylised mix has no fixed target image: PSNR/SSIM only against segmentation
             target = None
-    values.update(score_images(wanted, output, target, masks, region, perceptual, style, content=images))
-    values.update(input_scores(wanted, inputs, target, masks, region, perceptual, style, images))
+    if wanted:
+        values.update(score_images(wanted, output, target, masks, region, perceptual, style, content=images))
+        values.update(input_scores(wanted, inputs, target, masks, region, perceptual, style, images))
     return output, values
 
 
-def seed_runs(model, space, job, images, masks, perceptual=None, seeds=1, batch_size=32, stylist=None):
+def seed_runs(model, space, job, images, masks, perceptual=None, seeds=1, batch_size=32, stylist=None, only=None):
     """``job_values`` at degradation seeds EVAL_SEED, EVAL_SEED + 1, ...: [(output, values)]. A job whose
     inputs no seed changes (reconstruction, segmentation, the styles) is scored once."""
     drawn = not torch.equal(job_inputs(job, images[:4], EVAL_SEED)[0], job_inputs(job, images[:4], EVAL_SEED + 1)[0])
-    return [job_values(model, space, job, images, masks, perceptual, batch_size, stylist, EVAL_SEED + k)
+    target = job_teacher(model, space, job, images, masks, stylist, batch_size)
+    return [job_values(model, space, job, images, masks, perceptual, batch_size, stylist, EVAL_SEED + k, only, target)
             for k in range(seeds if drawn else 1)]
 
 
-def check_jobs(space, jobs):
+def check_jobs(space, jobs, only=None):
     check_metrics(space.keys)
+    if isinstance(only, str):
+        raise TypeError(f"only= takes a list of metric names, e.g. [{only!r}], not one string")
+    known = {"teacher_l2", *METRICS, *SPLIT_METRICS, *(metric_name(m) for k in space.keys for m in TASKS[k].metrics)}
+    if only is not None and not set(only) <= known:
+        raise ValueError(f"only= lists unknown metrics {sorted(set(only) - known)}; choose from {sorted(known)}")
     unknown = [j for j in jobs if not (j in space.keys or (j in MIXES and set(MIXES[j].parts) <= set(space.keys)))]
     if unknown:
         raise ValueError(f"cannot evaluate {unknown}: this network's jobs are its tasks {list(space.keys)} and the "
@@ -229,29 +258,29 @@ def check_jobs(space, jobs):
 
 @torch.no_grad()
 def evaluate(model, space, test_set, jobs, perceptual=None, n=None, fid=0, batch_size=32, device="cpu",
-             stylist=None, seeds=0):
+             stylist=None, seeds=0, only=None):
     """{job: {metric: value}} over the first ``n`` images of a split (validation while choosing, test to
     report) for each task or mix in ``jobs``; ``fid`` > 0 adds FID on the first ``fid`` outputs of style
     tasks and mixes (Inception is slow on a CPU). ``seeds`` > 0 adds each metric's 95% interval over
     that many degradation seeds under "intervals" (``intervals.metric_intervals``); the first seed's
-    scores are the ones reported.
+    scores are the ones reported. ``only`` = metric names: compute just those (``teacher_l2`` included).
 
     A stylised mix's teacher (``teacher_l2``) is made with the network's own style output, as method 3
     trains it, unless ``stylist`` = (network, its TaskSpace) gives one common style network, so that
     several networks are measured against the same teacher images."""
-    check_jobs(space, jobs)
+    check_jobs(space, jobs, only)
     was_training = model.training
     model.eval()
     n = len(test_set) if n is None else min(n, len(test_set))
     images, masks = test_set.batch(torch.arange(n))
     results, seeded = {}, {}
     for job in jobs:
-        runs = seed_runs(model, space, job, images, masks, perceptual, max(seeds, 1), batch_size, stylist)
+        runs = seed_runs(model, space, job, images, masks, perceptual, max(seeds, 1), batch_size, stylist, only)
         output, values = runs[0]
         seeded[job] = [v for _, v in runs]
         scores = metrics.summarise({k: [v] for k, v in values.items()})
         style = next((TASKS[p].style for p in job.split("+") if TASKS[p].style), None)
-        if fid and style and "fid" in job_metrics(job):
+        if fid and style and "fid" in wanted_metrics(job, only):
             try:
                 scores["fid"] = fid_to_style(output[:fid], style)
             except metrics.FIDUnavailable:  # reported as such, never a number from random weights

@@ -181,8 +181,15 @@ def feature_statistics(features):
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def inception_features(images, inception, batch_size=32):
+def scoring_batch(device):
+    """Images per forward pass of a scoring network (Inception, VGG): on a CPU 4 keep the activations in
+    cache, about 1.2x faster than 32 with the same values (bench/scoring_batch.py); a GPU wants more."""
+    return 4 if torch.device(device).type == "cpu" else 64
+
+
+def inception_features(images, inception, batch_size=None):
     device = next(iter(inception.state_dict().values())).device
+    batch_size = batch_size or scoring_batch(device)
     return torch.cat([inception(images[i:i + batch_size].to(device)).cpu()
                       for i in range(0, len(images), batch_size)])
 

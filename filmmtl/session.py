@@ -201,17 +201,18 @@ class Session:
                 self._perceptual[feature_net] = PerceptualLoss(feature_net).to(self.device)
         return self._perceptual[feature_net]
 
-    def evaluate(self, model, config, provenance, jobs=None, fid=0, stylist=None, seeds=0):
+    def evaluate(self, model, config, provenance, jobs=None, fid=0, stylist=None, seeds=0, only=None):
         """Scores of a network on this session's test set (all its tasks and mixes unless ``jobs``; mixes'
-        teachers from ``stylist`` when given, see ``evaluate``; with ``seeds``, 95% intervals too), cached
-        under the output folder by the network's and test set's checksums (``evaluate_cached``)."""
+        teachers from ``stylist`` when given, see ``evaluate``; with ``seeds``, 95% intervals too; ``only``:
+        these metrics), cached under the output folder by the network's and test set's checksums
+        (``evaluate_cached``)."""
         from filmmtl.evaluate import evaluate_cached
         from filmmtl.tasks import TaskSpace
         space = TaskSpace(config["tasks"])
         jobs = list(space) + list(config["mixes"]) if jobs is None else jobs
         scores, _ = evaluate_cached(self.output_dir / "cache" / "evaluations", model, space, self.test_set(), jobs,
                                     self.perceptual(provenance["feature_net"]), fid=fid, device=self.device,
-                                    stylist=stylist, seeds=seeds)
+                                    stylist=stylist, seeds=seeds, only=only)
         return scores
 
     def save_figure(self, fig, name):

@@ -1,5 +1,6 @@
 """Notebook 04's evaluation cache: keyed by the network's weights, the test set, the jobs and FID count; and
 the common teacher of notebook 03."""
+import pytest
 import torch
 
 from filmmtl.data import load_dataset
@@ -56,3 +57,27 @@ def test_common_stylist_gives_every_network_the_same_teachers(tmp_path):
     assert abs(common["restoration+style_gogh"]["teacher_l2"] - expected) < 1e-6
     evaluate_cached(tmp_path, network, space, test, mixes)
     assert not evaluate_cached(tmp_path, network, space, test, mixes, stylist=(stylist, space))[1]
+
+
+def test_only_scores_just_the_named_metrics_with_the_same_values(tmp_path, monkeypatch):
+    """Notebook 03 shows only each mix's distance to its teacher: ``only`` computes that alone, to the
+    same value and interval as a full scoring, makes each teacher once for all seeds, and has its own
+    cache entry."""
+    import filmmtl.evaluate as scoring
+    torch.manual_seed(0)
+    network, space, test = build("proposed", width=0.25).eval(), TaskSpace(), load_dataset("scenes", "test", 32, 6)
+    mixes = ["restoration+style_gogh", "restoration+segmentation"]
+    full = evaluate(network, space, test, mixes, seeds=3)
+    teachers = []
+    real_teacher = scoring.job_teacher
+    monkeypatch.setattr(scoring, "job_teacher", lambda *a, **k: teachers.append(a[2]) or real_teacher(*a, **k))
+    only = evaluate(network, space, test, mixes, seeds=3, only=["teacher_l2"])
+    assert teachers == mixes  # once per mix, not once per seed
+    for mix in mixes:
+        assert only[mix] == {"teacher_l2": full[mix]["teacher_l2"]}
+        assert only["intervals"][mix] == {"teacher_l2": full["intervals"][mix]["teacher_l2"]}
+    evaluate_cached(tmp_path, network, space, test, mixes, seeds=3)
+    assert not evaluate_cached(tmp_path, network, space, test, mixes, seeds=3, only=["teacher_l2"])[1]
+    for wrong, error in (("teacher_l2", TypeError), (["teacher_L2"], ValueError)):
+        with pytest.raises(error, match="only="):
+            evaluate(network, space, test, mixes, only=wrong)
