@@ -8,6 +8,8 @@
 # A finished network is exported (fp16, with its command and wall time) into $OUT/checkpoints and skipped
 # afterwards; copy them over data/checkpoints after `python -m filmmtl evaluate` and notebooks 03 and 04.
 # Run from the repository root: `bash bench/train_compared.sh [DRAWS]`; log: $OUT/train_compared.log.
+# A workspace that does not outlive the session: `python bench/park_runs.py park $OUT data/training/NAME` before it
+# ends (committed), `... unpark data/training/NAME $OUT` in the next one, then this script again.
 # SET=design trains the same networks under experiment 1's design and recipe instead (recipes NAME_design,
 # each drawing every task as often as the experiment-1 network: DRAWS does not apply), into runs/compared_design.
 set -uo pipefail
