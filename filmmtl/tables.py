@@ -8,6 +8,8 @@ its Proposed is notebook 02's network).
 import csv
 from pathlib import Path
 
+from filmmtl.intervals import ranks_with_ties
+
 COLUMNS = {"proposed_compared": "Proposed", "encin": "EncIN", "sgn": "SGN", "sgn_bias": "SGN+bias",
            "piggyback1": "Piggyback1", "piggyback2": "Piggyback2", "single": "Single", "sharedenc": "SharedEnc"}
 DESIGN_COLUMNS = {"proposed": "Proposed", **{f"{recipe}_design": column for recipe, column in COLUMNS.items()
@@ -56,6 +58,23 @@ def table2(results, sizes, provenance, columns=COLUMNS):
         entry[UNCHANGED] = inputs[0] if inputs else None
         rows.append(entry)
     return rows
+
+
+def proposed_ranks(rows, columns=COLUMNS):
+    """Proposed's rank on every row of ``table2`` whose cells carry 95% intervals, overlapping intervals tied
+    (``ranks_with_ties``): ([(row, metric, rank, networks ranked)], [rows with values but no interval]).
+    A mix row ranks only the networks that mix: the others have no cell there."""
+    ranks, unranked = [], []
+    for row in rows:
+        if row["metric"] == "parameters":
+            continue
+        cells = {c: (row[c], *row[c + " (95%)"]) for c in columns.values() if row.get(c + " (95%)")}
+        if "Proposed" not in cells:
+            unranked += [f"{row['row']} {row['metric']}"] if isinstance(row.get("Proposed"), (int, float)) else []
+            continue
+        rank = ranks_with_ties(cells, lower_is_better=row["direction"] == "lower")["Proposed"]
+        ranks.append((row["row"], row["metric"], rank, len(cells)))
+    return ranks, unranked
 
 
 def format_cell(value):

@@ -158,3 +158,21 @@ def test_piggyback_refuses_a_base_of_another_backbone(tmp_path):
     design = {**recipe_overrides("piggyback1_design", smoke), "base_checkpoint": str(path)}
     with pytest.raises(ValueError, match=r"another backbone.*feature_skips"):
         Trainer(make_config("smoke", **design), quiet=True)
+
+
+def test_proposed_ranks_tie_overlapping_intervals_and_rank_mixes_among_the_networks_that_mix():
+    from filmmtl.tables import proposed_ranks
+    row = lambda name, metric, direction, **cells: {"row": name, "metric": metric, "direction": direction, **{
+        c: v[0] for c, v in cells.items()}, **{c + " (95%)": list(v[1:]) for c, v in cells.items() if len(v) == 3}}
+    rows = [row("task0_reconstruction", "parameters", "lower", Proposed=(10,), Single=(60,)),
+            row("task0_reconstruction", "PSNR", "higher", Proposed=(30, 29, 31), Single=(30.5, 30, 31)),  # tie
+            row("task1_completion", "PSNR", "higher", Proposed=(20, 19, 21), Single=(23, 22, 24)),  # Single better
+            row("task4_style_gogh", "FID", "lower", Proposed=(150.0,), Single=(140.0,)),  # no interval
+            row("mix_restoration+style_gogh", "SSIM", "higher", Proposed=(0.5, 0.4, 0.6), EncIN=(0.3, 0.2, 0.35),
+                Single=(None,))]  # Single cannot mix: no cell to rank
+    ranks, unranked = proposed_ranks(rows)
+    assert ranks == [("task0_reconstruction", "PSNR", 1, 2), ("task1_completion", "PSNR", 2, 2),
+                     ("mix_restoration+style_gogh", "SSIM", 1, 2)]
+    assert unranked == ["task4_style_gogh FID"]
+    lower = [row("task4_style_gogh", "FID", "lower", Proposed=(150, 140, 160), Single=(100, 90, 110))]
+    assert proposed_ranks(lower)[0] == [("task4_style_gogh", "FID", 2, 2)]
