@@ -12,13 +12,14 @@ Run from the repository root:
 """
 import argparse
 import hashlib
-import shutil
+import re
 import sys
 from pathlib import Path
 
 from filmmtl.files import atomic_write
 
 PART_BYTES = 4_000_000
+PART = re.compile(r"\.pt\.(part\d{3}|sha256)$")
 
 
 def park(out, parked):
@@ -41,9 +42,8 @@ def park(out, parked):
 def unpark(parked, out):
     for source in sorted(parked.glob("**/*")):
         target = out / source.relative_to(parked)
-        if source.is_file() and ".part" not in source.name and source.suffix != ".sha256" and not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+        if source.is_file() and not PART.search(source.name) and not target.exists():
+            atomic_write(target, source.read_bytes())  # whole or not at all: the script skips an exported name
     for digest_file in sorted((parked / "train").glob("*.pt.sha256")):
         target = out / "train" / digest_file.name[:-len(".sha256")]
         if target.exists():
