@@ -155,6 +155,18 @@ def test_readme_sentences_are_the_committed_notebook_02_run():
     assert f"restoration gains +{min(gains):.1f} to +{max(gains):.1f} dB" in readme
 
 
+def test_readme_sentence_on_fig6_is_the_committed_notebook_03_run():
+    """The README says method 3 is nearest its teachers on every mix under both protocols only when notebook
+    03's design set printed "holds" for every mix under both."""
+    nb = nbformat.read(ROOT / "notebooks" / "03_combination_methods.ipynb", as_version=4)
+    printed, readme = "\n".join(texts(nb)), " ".join((ROOT / "README.md").read_text().split())
+    verdicts = re.findall(r"^design, (?:own|common) teacher.*?: method 3 (.*)$", printed, re.M)
+    assert len(verdicts) == 2, verdicts
+    everywhere = all(v.split()[-1] == "holds" for line in verdicts for v in line.split("; "))
+    sentence = "method 3 is nearest its teachers on all three mixes under both teacher protocols"
+    assert (sentence in readme) == everywhere, verdicts
+
+
 def test_the_readme_example_runs_and_builds_the_paper_network():
     """The package example of the README, run as printed: the network it calls the paper's has the paper's
     design (no departures) and Table 2's parameter count."""
