@@ -273,3 +273,35 @@ def validation_curves(history, stop=None):
         return fig
     fig.tight_layout()
     return fig
+
+
+SIZE_PANELS = (("reconstruction", "psnr", "PSNR (dB)"), ("completion", "psnr", "PSNR (dB)"),
+               ("restoration", "psnr", "PSNR (dB)"), ("segmentation", "iou", "IoU"))
+
+
+def size_vs_quality(sets, highlight="Proposed", panels=SIZE_PANELS):
+    """One panel per task with a target: each network's score (with its 95% whiskers) at its number of
+    parameters. ``sets`` = {set name: {column: (parameters, evaluate's "intervals")}}; a set is a marker
+    (the first filled, the others hollow, each drawn 4% to the right of the one before, so that one network's
+    sets stand side by side), a column a colour, ``highlight`` red. One panel per task, since a mean over
+    tasks would be ruled by reconstruction's PSNR."""
+    columns = list(dict.fromkeys(c for networks in sets.values() for c in networks))
+    others = iter(c for k, c in enumerate(plt.rcParams["axes.prop_cycle"].by_key()["color"]) if k != 3)
+    colours = {c: "C3" if c == highlight else next(others) for c in columns}
+    fig, axes = plt.subplots(2, 2, figsize=(9.6, 7.4))
+    for ax, (job, metric, unit) in zip(axes.flat, panels):
+        for k, (set_name, networks) in enumerate(sets.items()):
+            for column, (size, intervals) in networks.items():
+                value, low, high = intervals[job][metric]
+                ax.errorbar(size * 1.04 ** k, value, yerr=[[value - low], [high - value]], fmt="o", capsize=3, ms=6,
+                            color=colours[column], mfc=colours[column] if k == 0 else "white")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (log)", fontsize=9)
+        ax.set_title(f"{job}: {unit}", fontsize=10)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=colours[c], label=c) for c in columns]
+    handles += [plt.Line2D([], [], ls="", marker="o", color="k", mfc="k" if k == 0 else "white", label=name)
+                for k, name in enumerate(sets)] if len(sets) > 1 else []
+    rows = 1 if len(handles) <= 8 else 2
+    fig.legend(handles=handles, loc="lower center", ncol=-(-len(handles) // rows), fontsize=9)
+    fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
+    return fig

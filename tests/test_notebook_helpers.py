@@ -90,3 +90,26 @@ def test_validation_curves_overlay_runs_whose_bars_differ():
     fig = validation_curves({"old": old, "new": new})
     drawn = [[len(line.get_xdata()) for line in ax.get_lines()] for ax in fig.axes]
     assert drawn == [[1, 1, 2], [0, 1, 2]]  # old, new, threshold: old has no segmentation point
+
+
+def test_size_vs_quality_keeps_each_network_one_colour_and_each_set_one_marker():
+    """Notebook 04's size figure: a network (column) is one colour in every panel and set, the proposed one
+    red; the first set's markers filled, the second's hollow and drawn beside them; each point at its
+    parameter count with its interval as whiskers."""
+    from matplotlib.colors import to_hex
+    from filmmtl import plots
+    scores = lambda v: {job: {metric: (v, v - 1, v + 2)} for job, metric, _ in plots.SIZE_PANELS}
+    sets = {"design": {"Proposed": (1000, scores(30)), "Single": (6000, scores(31))},
+            "paper": {"Proposed": (1000, scores(20)), "Single": (6000, scores(21))}}
+    fig = plots.size_vs_quality(sets)
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        points = [line for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
+        drawn = {(float(p.get_xdata()[0]), float(p.get_ydata()[0])): p for p in points}
+        assert set(drawn) == {(1000, 30), (6000, 31), (1040, 20), (6240, 21)}
+        assert to_hex(drawn[1000, 30].get_color()) == to_hex(drawn[1040, 20].get_color()) == to_hex("C3")
+        assert to_hex(drawn[6000, 31].get_color()) != to_hex("C3")
+        assert to_hex(drawn[6000, 31].get_markerfacecolor()) != "#ffffff"
+        assert to_hex(drawn[6240, 21].get_markerfacecolor()) == "#ffffff"
+        whiskers = [c for c in ax.collections if len(c.get_segments()) == 1]
+        assert any(list(map(float, s[:, 1])) == [29, 32] for c in whiskers for s in c.get_segments())
