@@ -167,6 +167,22 @@ def test_readme_sentence_on_fig6_is_the_committed_notebook_03_run():
     assert (sentence in readme) == everywhere, verdicts
 
 
+def test_readme_sentence_on_table2_is_the_committed_notebook_04_run():
+    """The README's Table 2 sentence carries the counts and the verdict notebook 04 printed for both sets."""
+    nb = nbformat.read(ROOT / "notebooks" / "04_baselines.ipynb", as_version=4)
+    printed, readme = "\n".join(texts(nb)), " ".join((ROOT / "README.md").read_text().split())
+    found = dict((name, (best, n, verdict)) for name, best, n, verdict in re.findall(
+        r"^(.+): the proposed network is best or tied for best on (\d+) of (\d+) ranked rows; "
+        r"the paper's claim \(best on almost all tasks\) (holds|does NOT hold)", printed, re.M))
+    assert set(found) == {"experiment-1 design", "paper's recipe"}, found
+    (best, n, verdict), (best_paper, n_paper, _) = found["experiment-1 design"], found["paper's recipe"]
+    sentence = (f"is best or tied for best on {best} of {n} ranked rows with every network under the "
+                f"experiment-1 design (so the paper's claim, best on almost all tasks, "
+                f"{'holds' if verdict == 'holds' else 'does not hold'} here) and on {best_paper} of {n_paper} "
+                "under the paper's recipe")
+    assert sentence in readme, sentence
+
+
 def test_the_readme_example_runs_and_builds_the_paper_network():
     """The package example of the README, run as printed: the network it calls the paper's has the paper's
     design (no departures) and Table 2's parameter count."""
